@@ -1,0 +1,106 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ServiceAccountImportSpec names a service account of a remote cluster.
+type ServiceAccountImportSpec struct {
+	// ClusterName is the name of the remote cluster, as given to `kubectl mcsa bootstrap`.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	ClusterName string `json:"clusterName"`
+
+	// Namespace is the namespace of the remote service account.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Namespace string `json:"namespace"`
+
+	// Name is the name of the remote service account.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
+
+	// ExpirationSeconds is the requested lifetime of the imported token. The remote API server
+	// may shorten it. Defaults to the importer's --default-token-lifetime (one hour).
+	// +optional
+	// +kubebuilder:validation:Minimum=600
+	ExpirationSeconds *int64 `json:"expirationSeconds,omitempty"`
+
+	// Audiences are the intended audiences of the imported token. Defaults to the remote API
+	// server's own audiences.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MinLength=1
+	Audiences []string `json:"audiences,omitempty"`
+}
+
+// ServiceAccountImportStatus is the state of an import, written by the importer.
+type ServiceAccountImportStatus struct {
+	// ObservedGeneration is the generation of the spec that the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions hold the import's state; Ready summarizes it.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// Secrets references the local secret holding the imported credentials. It is a list for
+	// compatibility with the original API; the importer keeps exactly one.
+	// +optional
+	// +listType=atomic
+	Secrets []corev1.ObjectReference `json:"secrets,omitempty"`
+
+	// ExpirationTimestamp is when the current token expires.
+	// +optional
+	ExpirationTimestamp *metav1.Time `json:"expirationTimestamp,omitempty"`
+
+	// LastRefreshTime is when the current token was issued.
+	// +optional
+	LastRefreshTime *metav1.Time `json:"lastRefreshTime,omitempty"`
+
+	// LastRefreshRequest is the value of the refresh-requested annotation that the importer
+	// last acted upon.
+	// +optional
+	LastRefreshRequest string `json:"lastRefreshRequest,omitempty"`
+}
+
+// ServiceAccountImport asks the importer to keep, in its namespace, a secret holding a
+// short-lived token of a service account of a remote cluster.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=sai,categories=mcsa
+// +kubebuilder:printcolumn:name="Cluster",type=string,JSONPath=`.spec.clusterName`
+// +kubebuilder:printcolumn:name="Remote-Namespace",type=string,JSONPath=`.spec.namespace`
+// +kubebuilder:printcolumn:name="Remote-Name",type=string,JSONPath=`.spec.name`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.status.expirationTimestamp`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type ServiceAccountImport struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   ServiceAccountImportSpec   `json:"spec"`
+	Status ServiceAccountImportStatus `json:"status,omitempty"`
+}
+
+// ServiceAccountImportList is a list of ServiceAccountImports.
+//
+// +kubebuilder:object:root=true
+type ServiceAccountImportList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ServiceAccountImport `json:"items"`
+}
