@@ -1,0 +1,225 @@
+package config
+
+import (
+	"context"
+	"encoding/pem"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// fakeAPI stands for the API server: it records the bearer tokens it receives, refuses revoked
+// ones with 401, and can run a hook on a request (e.g. a rotation while it is in flight).
+type fakeAPI struct {
+	revoked map[string]bool
+	sent    []string
+	bodies  []string
+	hook    func() // run once, on the next request, before answering it
+}
+
+func (f *fakeAPI) RoundTrip(req *http.Request) (*http.Response, error) {
+	tok := strings.TrimPrefix(req.Header.Get("Authorization"), "Bearer ")
+	f.sent = append(f.sent, tok)
+	if req.Body != nil {
+		b, _ := io.ReadAll(req.Body)
+		req.Body.Close()
+		f.bodies = append(f.bodies, string(b))
+	}
+	if f.hook != nil {
+		f.hook()
+		f.hook = nil
+	}
+	status := http.StatusOK
+	if f.revoked[tok] {
+		status = http.StatusUnauthorized
+	}
+	return &http.Response{StatusCode: status, Body: io.NopCloser(strings.NewReader("{}")), Request: req}, nil
+}
+
+func TestTokenFileRoundTripper(t *testing.T) {
+	type step struct {
+		swap       []byte   // new token file content, written the kubelet's way before the request
+		inPlace    []byte   // new token file content, written over the file itself
+		revoke     []string // tokens the server refuses from now on
+		rotateIn   []byte   // during the request: swap to this token and revoke the one sent
+		body       string   // a POST body; GET if empty
+		noGetBody  bool     // the body cannot be replayed
+		header     string   // an Authorization header already set (by client-go)
+		wantSent   []string // tokens the server received for this request, nil to skip
+		wantLast   string   // the last token the server received, "" to skip
+		wantStatus int
+	}
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"a swap is followed by the next request", []step{
+			{wantSent: []string{"t1"}, wantStatus: 200},
+			{swap: []byte("t2\n"), wantSent: []string{"t2"}, wantStatus: 200},
+			{swap: []byte("t3"), revoke: []string{"t1", "t2"}, wantSent: []string{"t3"}, wantStatus: 200},
+		}},
+		{"client-go's stale header is replaced", []step{
+			{swap: []byte("t2"), header: "Bearer t1", wantSent: []string{"t2"}, wantStatus: 200},
+		}},
+		{"revoked in flight: retried once with the new token, body replayed", []step{
+			{rotateIn: []byte("t2"), body: `{"a":1}`, wantSent: []string{"t1", "t2"}, wantStatus: 200},
+			{wantSent: []string{"t2"}, wantStatus: 200},
+		}},
+		{"revoked and not rotated: 401, no retry", []step{
+			{revoke: []string{"t1"}, wantSent: []string{"t1"}, wantStatus: 401},
+		}},
+		{"revoked in flight, body not replayable: 401, no retry", []step{
+			{rotateIn: []byte("t2"), body: "x", noGetBody: true, wantSent: []string{"t1"}, wantStatus: 401},
+			{wantSent: []string{"t2"}, wantStatus: 200},
+		}},
+		{"an unusable file keeps the last token until a good one", []step{
+			{swap: []byte(" \n"), wantSent: []string{"t1"}, wantStatus: 200},
+			{swap: []byte("bad token"), wantSent: []string{"t1"}, wantStatus: 200},
+			{swap: []byte("t3"), wantSent: []string{"t3"}, wantStatus: 200},
+		}},
+		{"rewritten in place, same size, old revoked", []step{
+			{inPlace: []byte("t2"), revoke: []string{"t1"}, wantLast: "t2", wantStatus: 200},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "import")
+			ca := testCA(t)
+			files := importFiles(ca, "https://b.example", "ns", "t1")
+			writeAtomic(t, dir, files)
+			cfg, err := fileConfig("https://b.example", filepath.Join(dir, "token"), filepath.Join(dir, "ca.crt"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			api := &fakeAPI{revoked: map[string]bool{}}
+			rt := cfg.WrapTransport(api)
+			swap := func(tok []byte) {
+				files["token"] = tok
+				writeAtomic(t, dir, files)
+			}
+			for i, s := range tt.steps {
+				if s.swap != nil {
+					swap(s.swap)
+				}
+				if s.inPlace != nil {
+					if err := os.WriteFile(filepath.Join(dir, "token"), s.inPlace, 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+				for _, tok := range s.revoke {
+					api.revoked[tok] = true
+				}
+				if s.rotateIn != nil {
+					api.hook = func() {
+						api.revoked[api.sent[len(api.sent)-1]] = true
+						swap(s.rotateIn)
+					}
+				}
+				req, err := http.NewRequest(http.MethodGet, "https://b.example/api", nil)
+				if s.body != "" {
+					req, err = http.NewRequest(http.MethodPost, "https://b.example/api", strings.NewReader(s.body))
+					if s.noGetBody {
+						req.GetBody = nil
+					}
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if s.header != "" {
+					req.Header.Set("Authorization", s.header)
+				}
+				api.sent, api.bodies = nil, nil
+				resp, err := rt.RoundTrip(req)
+				if err != nil {
+					t.Fatalf("step %d: %v", i, err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != s.wantStatus {
+					t.Errorf("step %d: status %d, want %d", i, resp.StatusCode, s.wantStatus)
+				}
+				if s.wantSent != nil && !slices.Equal(api.sent, s.wantSent) {
+					t.Errorf("step %d: server got tokens %q, want %q", i, api.sent, s.wantSent)
+				}
+				if s.wantLast != "" && api.sent[len(api.sent)-1] != s.wantLast {
+					t.Errorf("step %d: server got tokens %q, want the last to be %q", i, api.sent, s.wantLast)
+				}
+				for _, b := range api.bodies {
+					if b != s.body {
+						t.Errorf("step %d: server got body %q, want %q", i, b, s.body)
+					}
+				}
+				if req.Header.Get("Authorization") != s.header {
+					t.Errorf("step %d: the caller's request was modified", i)
+				}
+			}
+		})
+	}
+}
+
+func TestTokenFileRoundTripperNoToken(t *testing.T) {
+	tok := &fileToken{path: filepath.Join(t.TempDir(), "token")}
+	rt := &tokenFileRoundTripper{token: tok, next: &fakeAPI{}}
+	req, _ := http.NewRequest(http.MethodGet, "https://b.example/api", nil)
+	if _, err := rt.RoundTrip(req); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("RoundTrip with no token file: %v, want an error", err)
+	}
+}
+
+// TestClientGoChain checks the wiring with a real client-go clientset and TLS: the WrapTransport
+// runs inside client-go's BearerTokenFile round tripper and its token is the one sent.
+func TestClientGoChain(t *testing.T) {
+	var mu sync.Mutex
+	valid := "t1"
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		ok := r.Header.Get("Authorization") == "Bearer "+valid
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		if !ok {
+			w.WriteHeader(http.StatusUnauthorized)
+			io.WriteString(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Unauthorized","code":401}`)
+			return
+		}
+		io.WriteString(w, `{"kind":"PodList","apiVersion":"v1","items":[{"metadata":{"name":"p"}}]}`)
+	}))
+	defer srv.Close()
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+
+	e := newTestEnv(t)
+	dir := filepath.Join(e.root, "b")
+	files := importFiles(ca, srv.URL, "ns", "t1")
+	writeAtomic(t, dir, files)
+	cfg, ns, err := ServiceAccountImportConfigAndNamespace()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range []string{"t1", "t2", "t3"} {
+		if tok != "t1" {
+			files["token"] = []byte(tok)
+			writeAtomic(t, dir, files)
+			mu.Lock()
+			valid = tok // the previous token is revoked at once
+			mu.Unlock()
+		}
+		pods, err := cs.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			t.Fatalf("with token %s: %v", tok, err)
+		}
+		if len(pods.Items) != 1 {
+			t.Fatalf("got %d pods", len(pods.Items))
+		}
+	}
+}
