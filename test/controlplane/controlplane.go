@@ -55,7 +55,14 @@ var controllers = []string{
 	"clusterrole-aggregation-controller", "job-controller", "deployment-controller",
 	"replicaset-controller", "statefulset-controller", "daemonset-controller",
 	"pod-garbage-collector-controller", "endpoints-controller", "endpointslice-controller",
+	// For real nodes (test/node): it lifts the not-ready taint a kubelet registers its node with.
+	"node-lifecycle-controller",
 }
+
+const (
+	serviceCIDR         = "10.96.0.0/24"
+	kubernetesServiceIP = "10.96.0.1"
+)
 
 // Cluster is one running control plane.
 type Cluster struct {
@@ -120,6 +127,9 @@ func Start(ctx context.Context, name string, opts Options) (*Cluster, error) {
 	if !ip.IsLoopback() {
 		ips = append(ips, net.ParseIP("127.0.0.1"))
 	}
+	// Pods of a real node (test/node) reach the apiserver at the `kubernetes` Service's IP,
+	// the first of --service-cluster-ip-range.
+	ips = append(ips, net.ParseIP(kubernetesServiceIP))
 	p, err := newPKI(dir, ips)
 	if err != nil {
 		return nil, fmt.Errorf("controlplane: certificates: %w", err)
@@ -211,7 +221,7 @@ func (c *Cluster) startCore(ctx context.Context, bin, addr string, ports []int, 
 		"--service-account-key-file=" + p.saPub,
 		"--service-account-signing-key-file=" + p.saKey,
 		"--authorization-mode=Node,RBAC",
-		"--service-cluster-ip-range=10.96.0.0/24",
+		"--service-cluster-ip-range=" + serviceCIDR,
 		"--endpoint-reconciler-type=none",
 		"--allow-privileged=true",
 		"--enable-priority-and-fairness=false",

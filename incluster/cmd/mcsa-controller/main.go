@@ -1,0 +1,119 @@
+// Command mcsa-controller runs kubectl-mcsa's in-cluster controllers: the importer, which keeps
+// secrets holding short-lived tokens of remote service accounts, and the automount webhook,
+// which mounts them into the pods that ask for them. It runs in cluster (see manifests/) or, for
+// development, as a local process (--kubeconfig, --kubeconfig-clusters, --automount-webhook=false).
+package main
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
+	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/internal/automount"
+	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/internal/importer"
+)
+
+func main() {
+	var (
+		imp                    importer.Options
+		webhook                automount.Options
+		automountWebhook       bool
+		metricsAddr, probeAddr string
+		leaderElect            bool
+		qps                    float64
+		burst                  int
+		remoteQPS              float64
+	)
+	flag.StringVar(&imp.Namespace, "namespace", v1alpha1.DefaultNamespace, "Namespace of the controller: its cluster credentials and leader-election lease.")
+	flag.StringVar(&imp.ClusterName, "cluster-name", "", "This cluster's name as remote clusters know it. Cluster credentials carry it; needed only with --kubeconfig-clusters.")
+	flag.StringVar(&imp.KubeconfigClusters, "kubeconfig-clusters", "", "Kubeconfig file whose contexts are remote clusters named after them (development, out of cluster).")
+	flag.DurationVar(&imp.DefaultTokenLifetime, "default-token-lifetime", time.Hour, "Token lifetime requested for imports without spec.expirationSeconds (at least 10m).")
+	flag.IntVar(&imp.MaxConcurrentReconciles, "concurrency", 4, "Imports reconciled concurrently.")
+	flag.DurationVar(&imp.MaxRetryDelay, "max-retry-delay", 5*time.Minute, "Longest backoff between retries of a failing import.")
+	flag.Float64Var(&remoteQPS, "remote-qps", 20, "Requests per second to each remote cluster.")
+	flag.IntVar(&imp.RemoteBurst, "remote-burst", 40, "Request burst to each remote cluster.")
+	flag.Float64Var(&qps, "kube-api-qps", 50, "Requests per second to the local API server.")
+	flag.IntVar(&burst, "kube-api-burst", 100, "Request burst to the local API server.")
+	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 disables it.")
+	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
+	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader, so that only one replica reconciles.")
+	flag.BoolVar(&automountWebhook, "automount-webhook", true, "Serve the automount webhook (manifests/webhook) and keep its certificate; every replica serves.")
+	flag.IntVar(&webhook.Port, "webhook-port", automount.DefaultPort, "Port of the automount webhook.")
+	flag.StringVar(&webhook.CertDir, "webhook-cert-dir", filepath.Join(os.TempDir(), "mcsa-webhook-certs"), "Writable directory for the webhook's serving certificate (an emptyDir in cluster).")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	imp.RemoteQPS = float32(remoteQPS)
+
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	log := ctrl.Log.WithName("setup")
+
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		log.Error(err, "Building the scheme")
+		os.Exit(1)
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		log.Error(err, "Building the scheme")
+		os.Exit(1)
+	}
+
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		log.Error(err, "Loading the local cluster's client configuration")
+		os.Exit(1)
+	}
+	cfg.QPS, cfg.Burst = float32(qps), burst
+
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  scheme,
+		Cache:                   importer.CacheOptions(),
+		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
+		HealthProbeBindAddress:  probeAddr,
+		LeaderElection:          leaderElect,
+		LeaderElectionID:        "mcsa-controller.multicluster.admiralty.io",
+		LeaderElectionNamespace: imp.Namespace,
+		// The process exits right after the manager stops, so releasing the lease is safe and
+		// lets a new replica take over at once.
+		LeaderElectionReleaseOnCancel: true,
+	})
+	if err != nil {
+		log.Error(err, "Creating the manager")
+		os.Exit(1)
+	}
+	if err := importer.Setup(mgr, imp); err != nil {
+		log.Error(err, "Setting up the importer")
+		os.Exit(1)
+	}
+	if automountWebhook {
+		// The webhook's Service, Secret and registration live in the controller's namespace.
+		webhook.Namespace = imp.Namespace
+		if err := automount.Setup(mgr, webhook); err != nil {
+			log.Error(err, "Setting up the automount webhook")
+			os.Exit(1)
+		}
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		log.Error(err, "Adding the health check")
+		os.Exit(1)
+	}
+	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
+		log.Error(err, "Adding the readiness check")
+		os.Exit(1)
+	}
+
+	log.Info("Starting")
+	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+		log.Error(err, "Running the manager")
+		os.Exit(1)
+	}
+}

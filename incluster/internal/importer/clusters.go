@@ -1,0 +1,177 @@
+package importer
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
+	"github.com/kubectl-mcsa/kubectl-mcsa/internal/credential"
+	"github.com/kubectl-mcsa/kubectl-mcsa/internal/grant"
+)
+
+// remote is how the importer reaches one remote cluster.
+type remote struct {
+	server string
+	caData []byte
+	// importingCluster is this cluster's name as the remote cluster knows it: the name of the
+	// importer's service account there, as used by grants and allowed-importers annotations.
+	importingCluster string
+	client           kubernetes.Interface
+	// version identifies the credential the client was built from.
+	version string
+}
+
+// clusterUnknownError says why a cluster cannot be reached: no usable credential.
+type clusterUnknownError struct{ cluster, why string }
+
+func (e *clusterUnknownError) Error() string {
+	return fmt.Sprintf("no usable credential for cluster %s: %s", e.cluster, e.why)
+}
+
+// clusters finds remote clusters: contexts of a kubeconfig (development), then cluster
+// credentials, the imports named after their cluster in the importer's namespace. Clients built
+// from credentials are cached by the credential's version, so a renewed or replaced credential
+// is used at once and an unchanged one costs nothing.
+type clusters struct {
+	reader    client.Reader
+	namespace string
+	// localName is this cluster's name for clusters without a credential (kubeconfig ones).
+	localName string
+	static    map[string]*remote
+	tweak     func(*rest.Config)
+
+	mu     sync.Mutex
+	byName map[string]*remote
+}
+
+func newClusters(reader client.Reader, namespace, localName string, tweak func(*rest.Config)) *clusters {
+	return &clusters{reader: reader, namespace: namespace, localName: localName, tweak: tweak,
+		static: map[string]*remote{}, byName: map[string]*remote{}}
+}
+
+// isCredential says whether imp is a cluster credential: such an import is renewed with its own
+// token rather than used to reach its cluster.
+func (c *clusters) isCredential(imp *v1alpha1.ServiceAccountImport) bool {
+	return imp.Namespace == c.namespace && imp.Name == imp.Spec.ClusterName
+}
+
+// get returns the remote cluster named name, or a *clusterUnknownError.
+func (c *clusters) get(ctx context.Context, name string) (*remote, error) {
+	if r, ok := c.static[name]; ok {
+		return r, nil
+	}
+	imp := &v1alpha1.ServiceAccountImport{}
+	if err := c.reader.Get(ctx, client.ObjectKey{Namespace: c.namespace, Name: name}, imp); err != nil {
+		if apierrors.IsNotFound(err) {
+			c.forget(name)
+			return nil, &clusterUnknownError{name, fmt.Sprintf("ServiceAccountImport %s/%s not found", c.namespace, name)}
+		}
+		return nil, err
+	}
+	if imp.Spec.ClusterName != name {
+		c.forget(name)
+		return nil, &clusterUnknownError{name, fmt.Sprintf("ServiceAccountImport %s/%s names cluster %q, not %q", c.namespace, name, imp.Spec.ClusterName, name)}
+	}
+	secret := &corev1.Secret{}
+	if err := c.reader.Get(ctx, client.ObjectKey{Namespace: c.namespace, Name: v1alpha1.SecretName(name)}, secret); err != nil {
+		if apierrors.IsNotFound(err) {
+			c.forget(name)
+			return nil, &clusterUnknownError{name, fmt.Sprintf("secret %s/%s not found", c.namespace, v1alpha1.SecretName(name))}
+		}
+		return nil, err
+	}
+	if !credential.OwnedBy(secret, imp) {
+		c.forget(name)
+		return nil, &clusterUnknownError{name, fmt.Sprintf("secret %s/%s is not controlled by ServiceAccountImport %s/%s", c.namespace, secret.Name, c.namespace, name)}
+	}
+	d := credential.Parse(secret.Data)
+	d.ClusterName = name
+	if err := d.Validate(); err != nil {
+		c.forget(name)
+		return nil, &clusterUnknownError{name, fmt.Sprintf("secret %s/%s: %v", c.namespace, secret.Name, err)}
+	}
+	version := fmt.Sprintf("%s/%d", secret.ResourceVersion, imp.Generation)
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r := c.byName[name]; r != nil && r.version == version {
+		return r, nil
+	}
+	r, err := c.build(name, d.RESTConfig(), imp.Spec.Name)
+	if err != nil {
+		return nil, err
+	}
+	r.version = version
+	c.byName[name] = r
+	return r, nil
+}
+
+func (c *clusters) forget(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.byName, name)
+}
+
+func (c *clusters) build(name string, cfg *rest.Config, importingCluster string) (*remote, error) {
+	if err := rest.LoadTLSFiles(cfg); err != nil {
+		return nil, fmt.Errorf("cluster %s: %w", name, err)
+	}
+	caData := cfg.CAData
+	c.tweak(cfg)
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: %w", name, err)
+	}
+	return &remote{server: cfg.Host, caData: caData, importingCluster: importingCluster, client: cs}, nil
+}
+
+// loadKubeconfig makes each context of a kubeconfig file a cluster named after the context.
+// Contexts whose names are not valid cluster names are reported: no import can name them.
+func (c *clusters) loadKubeconfig(path string) (skipped []string, err error) {
+	raw, err := clientcmd.LoadFromFile(path)
+	if err != nil {
+		return nil, err
+	}
+	for name := range raw.Contexts {
+		if len(validation.IsDNS1123Label(name)) > 0 {
+			skipped = append(skipped, name)
+			continue
+		}
+		cfg, err := clientcmd.NewNonInteractiveClientConfig(*raw, name, &clientcmd.ConfigOverrides{}, nil).ClientConfig()
+		if err != nil {
+			return nil, fmt.Errorf("%s: context %s: %w", path, name, err)
+		}
+		r, err := c.build(name, cfg, c.localName)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		c.static[name] = r
+	}
+	return skipped, nil
+}
+
+// importingCluster is this cluster's name as cluster credentials give it (the name of the
+// importer's identity in remote clusters), for remedies naming a cluster without a credential.
+func (c *clusters) importingCluster(ctx context.Context) string {
+	if c.localName != "" {
+		return c.localName
+	}
+	var list v1alpha1.ServiceAccountImportList
+	if err := c.reader.List(ctx, &list, client.InNamespace(c.namespace)); err == nil {
+		for i := range list.Items {
+			if c.isCredential(&list.Items[i]) && list.Items[i].Spec.Namespace == grant.Namespace {
+				return list.Items[i].Spec.Name
+			}
+		}
+	}
+	return "THIS_CLUSTER"
+}

@@ -1,0 +1,764 @@
+package importer_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
+	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/internal/importer"
+	"github.com/kubectl-mcsa/kubectl-mcsa/internal/credential"
+	"github.com/kubectl-mcsa/kubectl-mcsa/internal/grant"
+	"github.com/kubectl-mcsa/kubectl-mcsa/manifests"
+	"github.com/kubectl-mcsa/kubectl-mcsa/test/controlplane"
+)
+
+// Cluster A (cluster1) imports from cluster B (cluster2).
+const (
+	clusterA = "cluster1"
+	clusterB = "cluster2"
+	ns       = v1alpha1.DefaultNamespace
+	timeout  = 2 * time.Minute
+)
+
+// TestEndToEnd runs the importer in-process against two real control planes, with the
+// identity and RBAC of manifests/controller in A and only the grants of internal/grant in B.
+func TestEndToEnd(t *testing.T) {
+	cs := controlplane.ForTest(t, clusterA, clusterB)
+	e := newEnv(t, cs[0], cs[1])
+	e.startImporter(t, importer.Options{})
+
+	t.Run("group", func(t *testing.T) {
+		t.Run("import gives a working token and kubeconfig", e.testImport)
+		t.Run("not granted, then granted", e.testGrantLater)
+		t.Run("unknown cluster, then credential", e.testUnknownCluster)
+		t.Run("remote service account created later", e.testServiceAccountLater)
+		t.Run("forced refresh", e.testForcedRefresh)
+		t.Run("namespace restriction", e.testNamespaceRestriction)
+		t.Run("import deleted, secret collected", e.testGarbageCollection)
+		t.Run("credential renews itself, and only itself", e.testCredential)
+		t.Run("secret of someone else", e.testSecretConflict)
+		t.Run("importer identity cannot be imported", e.testImporterIdentity)
+	})
+	// Alone: they stop and start the importer the others rely on.
+	t.Run("controller restart mid-way", e.testRestart)
+	t.Run("out of cluster with kubeconfig clusters", e.testKubeconfigClusters)
+}
+
+type env struct {
+	a, b *controlplane.Cluster
+	// ac is A's admin client; akube and bkube are admin clientsets.
+	ac           client.Client
+	akube, bkube kubernetes.Interface
+	scheme       *runtime.Scheme
+	// importerConfig is the importer's identity in A (manifests/controller).
+	importerConfig *rest.Config
+	// bootstrapToken is the first token of the cluster credential, minted by B's admin.
+	bootstrapToken string
+	logs           *syncBuffer
+
+	mu   sync.Mutex
+	stop func()
+}
+
+func newEnv(t *testing.T, a, b *controlplane.Cluster) *env {
+	ctx := t.Context()
+	scheme := runtime.NewScheme()
+	must(t, clientgoscheme.AddToScheme(scheme))
+	must(t, v1alpha1.AddToScheme(scheme))
+	ac, err := client.New(a.Config, client.Options{Scheme: scheme})
+	must(t, err)
+	e := &env{a: a, b: b, ac: ac, akube: a.Clientset(), bkube: b.Clientset(), scheme: scheme, logs: &syncBuffer{}}
+	ctrl.SetLogger(zap.New(zap.WriteTo(e.logs), zap.UseDevMode(true)))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("importer logs (tail):\n%s", e.logs.tail(150))
+		}
+	})
+
+	// A: the CRD and the importer's identity and RBAC, as shipped.
+	for _, f := range []string{"crd/multicluster.admiralty.io_serviceaccountimports.yaml", "controller/namespace.yaml", "controller/serviceaccount.yaml", "controller/rbac.yaml"} {
+		e.applyManifest(t, f)
+	}
+	must(t, wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		return ac.List(ctx, &v1alpha1.ServiceAccountImportList{}) == nil, nil
+	}))
+	tr, err := e.akube.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "mcsa-controller",
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}, metav1.CreateOptions{})
+	must(t, err)
+	e.importerConfig = &rest.Config{Host: a.Server, BearerToken: tr.Status.Token, TLSClientConfig: rest.TLSClientConfig{CAData: a.CAData}, QPS: 50, Burst: 100}
+
+	// B: what `kubectl mcsa bootstrap cluster1 cluster2` does there.
+	for _, o := range []client.Object{grant.ImporterNamespace(), grant.ImporterServiceAccount(clusterA), grant.SelfRenewRole(clusterA), grant.SelfRenewRoleBinding(clusterA)} {
+		e.createB(t, o)
+	}
+	// A: the cluster credential.
+	e.bootstrapToken = e.addCredential(t, clusterB)
+	return e
+}
+
+// addCredential creates, in A, the cluster credential for B named name, and its first secret
+// holding a token minted by B's admin; it returns the token.
+func (e *env) addCredential(t *testing.T, name string) string {
+	ctx := t.Context()
+	imp := &v1alpha1.ServiceAccountImport{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       v1alpha1.ServiceAccountImportSpec{ClusterName: name, Namespace: grant.Namespace, Name: grant.ServiceAccountName(clusterA)},
+	}
+	must(t, e.ac.Create(ctx, imp))
+	tr, err := e.bkube.CoreV1().ServiceAccounts(grant.Namespace).CreateToken(ctx, grant.ServiceAccountName(clusterA),
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}, metav1.CreateOptions{})
+	must(t, err)
+	s, err := credential.NewSecret(imp, credential.Data{ClusterName: name, Server: e.b.Server, CAData: e.b.CAData, Namespace: grant.Namespace, Token: tr.Status.Token})
+	must(t, err)
+	must(t, e.ac.Create(ctx, s))
+	return tr.Status.Token
+}
+
+func (e *env) startImporter(t *testing.T, opts importer.Options) {
+	mgr, err := ctrl.NewManager(e.importerConfig, ctrl.Options{
+		Scheme:                        e.scheme,
+		Cache:                         importer.CacheOptions(),
+		Metrics:                       metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress:        "0",
+		LeaderElection:                true,
+		LeaderElectionID:              "mcsa-controller.multicluster.admiralty.io",
+		LeaderElectionNamespace:       ns,
+		LeaderElectionReleaseOnCancel: true,
+		// Restarts register the same controller again in this process.
+		Controller: ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	must(t, err)
+	opts.MaxRetryDelay = 2 * time.Second
+	must(t, importer.Setup(mgr, opts))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.stop = func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("importer: %v", err)
+		}
+	}
+	t.Cleanup(e.stopImporter)
+}
+
+func (e *env) stopImporter() {
+	e.mu.Lock()
+	stop := e.stop
+	e.stop = nil
+	e.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+}
+
+func (e *env) testImport(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	e.nsA(t, "app1")
+	e.serviceAccountB(t, "team1", "reader", nil)
+	e.grantB(t, "team1", "reader")
+	imp := e.createImport(t, "app1", "cluster2-team1-reader", clusterB, "team1", "reader", nil)
+	short := e.createImport(t, "app1", "short-lived", clusterB, "team1", "reader", ptr.To[int64](900))
+	// The longest legal name: its secret's name and label are derived to stay valid.
+	longName := strings.Repeat("a", 63) + "." + strings.Repeat("b", 63) + "." + strings.Repeat("c", 63) + "." + strings.Repeat("d", 61)
+	long := e.createImport(t, "app1", longName, clusterB, "team1", "reader", nil)
+	imp = e.waitReason(t, imp, v1alpha1.ReasonTokenIssued)
+	short = e.waitReason(t, short, v1alpha1.ReasonTokenIssued)
+	long = e.waitReason(t, long, v1alpha1.ReasonTokenIssued)
+	if ls := e.secret(t, long); ls == nil || len(ls.Name) != 253 || long.Status.Secrets[0].Name != ls.Name || !credential.OwnedBy(ls, long) {
+		t.Errorf("secret of the longest name: %+v", ls)
+	}
+
+	s := e.secret(t, imp)
+	if s == nil || s.Name != "cluster2-team1-reader-token" || s.Labels[v1alpha1.ImportNameKey] != imp.Name || !credential.OwnedBy(s, imp) {
+		t.Fatalf("secret %+v", s)
+	}
+	for _, k := range []string{"token", "ca.crt", "namespace", "server", "config"} {
+		if len(s.Data[k]) == 0 {
+			t.Errorf("secret lacks %s", k)
+		}
+	}
+	if string(s.Data["server"]) != e.b.Server || string(s.Data["namespace"]) != "team1" || !bytes.Equal(s.Data["ca.crt"], e.b.CAData) {
+		t.Errorf("secret data: server %q namespace %q", s.Data["server"], s.Data["namespace"])
+	}
+	st := imp.Status
+	if len(st.Secrets) != 1 || st.Secrets[0].Name != s.Name || st.ObservedGeneration != imp.Generation || st.LastRefreshTime == nil || st.ExpirationTimestamp == nil {
+		t.Fatalf("status %+v", st)
+	}
+	if d := st.ExpirationTimestamp.Sub(st.LastRefreshTime.Time); d < 59*time.Minute || d > 61*time.Minute {
+		t.Errorf("default lifetime %s, want an hour", d)
+	}
+	if d := short.Status.ExpirationTimestamp.Sub(short.Status.LastRefreshTime.Time); d < 890*time.Second || d > 910*time.Second {
+		t.Errorf("lifetime %s, want spec.expirationSeconds 900", d)
+	}
+
+	// The token is the remote service account's, in B.
+	if got := e.whoami(t, string(s.Data["token"])); got != "system:serviceaccount:team1:reader" {
+		t.Errorf("token authenticates as %q", got)
+	}
+	// So is the config, read by a real client from a folder holding the secret's files.
+	dir := t.TempDir()
+	for k, v := range s.Data {
+		must(t, os.WriteFile(filepath.Join(dir, k), v, 0o600))
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", filepath.Join(dir, "config"))
+	must(t, err)
+	if cfg.BearerTokenFile != filepath.Join(dir, "token") || cfg.CAFile != filepath.Join(dir, "ca.crt") {
+		t.Errorf("config reads %q and %q, want the files beside it", cfg.BearerTokenFile, cfg.CAFile)
+	}
+	ssr, err := kubernetes.NewForConfigOrDie(cfg).AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	must(t, err)
+	if got := ssr.Status.UserInfo.Username; got != "system:serviceaccount:team1:reader" {
+		t.Errorf("config authenticates as %q", got)
+	}
+
+	if !slices.ContainsFunc(s.ManagedFields, func(f metav1.ManagedFieldsEntry) bool { return f.Manager == importer.FieldManager }) {
+		t.Errorf("secret not written with field manager %s: %+v", importer.FieldManager, s.ManagedFields)
+	}
+
+	// The expiry is exported for alerting.
+	if v, ok := gauge(t, "mcsa_import_token_expiration_timestamp_seconds", map[string]string{"namespace": "app1", "name": imp.Name}); !ok || int64(v) != st.ExpirationTimestamp.Unix() {
+		t.Errorf("expiration metric = %v (found %v), want %d", v, ok, st.ExpirationTimestamp.Unix())
+	}
+}
+
+func (e *env) testGrantLater(t *testing.T) {
+	t.Parallel()
+	e.nsA(t, "app2")
+	e.serviceAccountB(t, "team2", "worker", nil)
+	imp := e.createImport(t, "app2", "worker", clusterB, "team2", "worker", nil)
+	imp = e.waitReason(t, imp, v1alpha1.ReasonForbidden)
+	want := "`" + grant.AllowCommand(clusterA, clusterB, "team2", "worker") + "`"
+	if msg := ready(imp).Message; !strings.Contains(msg, want) {
+		t.Errorf("message %q does not name the remedy %s", msg, want)
+	}
+	if s := e.secret(t, imp); s != nil {
+		t.Errorf("secret written without a token: %+v", s)
+	}
+	e.grantB(t, "team2", "worker")
+	imp = e.waitReason(t, imp, v1alpha1.ReasonTokenIssued)
+	if got := e.whoami(t, string(e.secret(t, imp).Data["token"])); got != "system:serviceaccount:team2:worker" {
+		t.Errorf("token authenticates as %q", got)
+	}
+}
+
+func (e *env) testUnknownCluster(t *testing.T) {
+	t.Parallel()
+	const alias = "cluster2-alias" // B again, under another name: a cluster A does not know yet
+	e.nsA(t, "app3")
+	e.serviceAccountB(t, "team3", "svc", nil)
+	e.grantB(t, "team3", "svc")
+	imp := e.createImport(t, "app3", "svc", alias, "team3", "svc", nil)
+	imp = e.waitReason(t, imp, v1alpha1.ReasonClusterUnknown)
+	want := "`" + grant.BootstrapCommand(clusterA, alias) + "`"
+	if msg := ready(imp).Message; !strings.Contains(msg, want) {
+		t.Errorf("message %q does not name the remedy %s", msg, want)
+	}
+
+	e.addCredential(t, alias)
+	imp = e.waitReason(t, imp, v1alpha1.ReasonTokenIssued)
+	token := string(e.secret(t, imp).Data["token"])
+	if got := e.whoami(t, token); got != "system:serviceaccount:team3:svc" {
+		t.Errorf("token authenticates as %q", got)
+	}
+
+	// Removing the credential takes effect too; the secret keeps its still valid token.
+	must(t, e.ac.Delete(t.Context(), &v1alpha1.ServiceAccountImport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: alias}}))
+	imp = e.waitReason(t, imp, v1alpha1.ReasonClusterUnknown)
+	if s := e.secret(t, imp); s == nil || string(s.Data["token"]) != token {
+		t.Errorf("secret changed when its cluster went away: %+v", s)
+	}
+}
+
+func (e *env) testServiceAccountLater(t *testing.T) {
+	t.Parallel()
+	e.nsA(t, "app4")
+	e.nsB(t, "team4")
+	e.grantB(t, "team4", "late")
+	imp := e.createImport(t, "app4", "late", clusterB, "team4", "late", nil)
+	imp = e.waitReason(t, imp, v1alpha1.ReasonServiceAccountNotFound)
+	e.serviceAccountB(t, "team4", "late", nil)
+	imp = e.waitReason(t, imp, v1alpha1.ReasonTokenIssued)
+	if got := e.whoami(t, string(e.secret(t, imp).Data["token"])); got != "system:serviceaccount:team4:late" {
+		t.Errorf("token authenticates as %q", got)
+	}
+}
+
+func (e *env) testForcedRefresh(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	e.nsA(t, "app5")
+	e.serviceAccountB(t, "team5", "rot", nil)
+	e.grantB(t, "team5", "rot")
+	imp := e.waitReason(t, e.createImport(t, "app5", "rot", clusterB, "team5", "rot", nil), v1alpha1.ReasonTokenIssued)
+	oldToken := string(e.secret(t, imp).Data["token"])
+	before := imp.Status.LastRefreshTime.Time
+	// Times in status have a one-second resolution: let a second pass so that a move shows.
+	must(t, wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+		return time.Now().Truncate(time.Second).After(before), nil
+	}))
+
+	e.annotate(t, imp, v1alpha1.RefreshRequestedAnnotation, "2026-01-01T00:00:00Z")
+	imp = e.waitFor(t, imp, "refresh acted upon", func(i *v1alpha1.ServiceAccountImport) bool {
+		return i.Status.LastRefreshRequest == "2026-01-01T00:00:00Z"
+	})
+	newToken := string(e.secret(t, imp).Data["token"])
+	if newToken == oldToken {
+		t.Fatal("same token after a forced refresh")
+	}
+	if !imp.Status.LastRefreshTime.After(before) {
+		t.Errorf("lastRefreshTime %s did not move from %s", imp.Status.LastRefreshTime, before)
+	}
+	// Clients still holding the previous token keep working until it expires.
+	for _, tok := range []string{oldToken, newToken} {
+		if got := e.whoami(t, tok); got != "system:serviceaccount:team5:rot" {
+			t.Errorf("token authenticates as %q", got)
+		}
+	}
+	e.waitEvent(t, imp, importer.EventTokenRefreshed)
+}
+
+func (e *env) testNamespaceRestriction(t *testing.T) {
+	t.Parallel()
+	e.nsA(t, "allowed6")
+	e.nsA(t, "denied6")
+	e.serviceAccountB(t, "team6", "restricted", map[string]string{grant.AllowedImportersAnnotation: clusterA + "/allowed6,cluster9/*"})
+	e.grantB(t, "team6", "restricted")
+	denied := e.createImport(t, "denied6", "restricted", clusterB, "team6", "restricted", nil)
+	allowed := e.createImport(t, "allowed6", "restricted", clusterB, "team6", "restricted", nil)
+	denied = e.waitReason(t, denied, v1alpha1.ReasonNamespaceNotAllowed)
+	want := "`" + grant.AllowIntoNamespacesCommand(clusterA, clusterB, "team6", "restricted", "denied6") + "`"
+	if msg := ready(denied).Message; !strings.Contains(msg, want) {
+		t.Errorf("message %q does not name the remedy %s", msg, want)
+	}
+	if s := e.secret(t, denied); s != nil {
+		t.Errorf("denied import got a secret")
+	}
+	allowed = e.waitReason(t, allowed, v1alpha1.ReasonTokenIssued)
+	if got := e.whoami(t, string(e.secret(t, allowed).Data["token"])); got != "system:serviceaccount:team6:restricted" {
+		t.Errorf("token authenticates as %q", got)
+	}
+}
+
+func (e *env) testGarbageCollection(t *testing.T) {
+	t.Parallel()
+	e.nsA(t, "app7")
+	e.serviceAccountB(t, "team7", "gc", nil)
+	e.grantB(t, "team7", "gc")
+	imp := e.waitReason(t, e.createImport(t, "app7", "gc", clusterB, "team7", "gc", nil), v1alpha1.ReasonTokenIssued)
+	must(t, e.ac.Delete(t.Context(), imp))
+	must(t, wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
+		return e.secret(t, imp) == nil, nil
+	}))
+}
+
+func (e *env) testCredential(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	cred := &v1alpha1.ServiceAccountImport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: clusterB}}
+	cred = e.waitFor(t, cred, "credential renewed", func(i *v1alpha1.ServiceAccountImport) bool {
+		c := ready(i)
+		return c != nil && c.Reason == v1alpha1.ReasonTokenIssued && i.Status.LastRefreshTime != nil
+	})
+	token := string(e.secret(t, cred).Data["token"])
+	if token == e.bootstrapToken {
+		t.Fatal("the credential still holds bootstrap's token")
+	}
+	if got := e.whoami(t, token); got != grant.Username(clusterA) {
+		t.Errorf("credential authenticates as %q, want %q", got, grant.Username(clusterA))
+	}
+
+	// Least privilege: the importer's identity may renew its own token and nothing else.
+	e.serviceAccountB(t, grant.Namespace, "cluster9", nil) // another importing cluster's identity
+	e.serviceAccountB(t, "team8", "unshared", nil)
+	asImporter := e.clientB(t, token)
+	mint := func(namespace, name string) error {
+		_, err := asImporter.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name,
+			&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](600)}}, metav1.CreateOptions{})
+		return err
+	}
+	must(t, mint(grant.Namespace, clusterA))
+	denials := []struct {
+		name string
+		do   func() error
+	}{
+		{"token of a service account not granted", func() error { return mint("team8", "unshared") }},
+		{"token of another importer", func() error { return mint(grant.Namespace, "cluster9") }},
+		{"token in kube-system", func() error { return mint("kube-system", "default") }},
+		{"read a service account not granted", func() error {
+			_, err := asImporter.CoreV1().ServiceAccounts("team8").Get(ctx, "unshared", metav1.GetOptions{})
+			return err
+		}},
+		{"list secrets", func() error { _, err := asImporter.CoreV1().Secrets("").List(ctx, metav1.ListOptions{}); return err }},
+		{"read secrets of its namespace", func() error {
+			_, err := asImporter.CoreV1().Secrets(grant.Namespace).List(ctx, metav1.ListOptions{})
+			return err
+		}},
+		{"change its own grants", func() error {
+			_, err := asImporter.RbacV1().Roles(grant.Namespace).Update(ctx, grant.SelfRenewRole(clusterA), metav1.UpdateOptions{})
+			return err
+		}},
+	}
+	for _, d := range denials {
+		if err := d.do(); !apierrors.IsForbidden(err) {
+			t.Errorf("%s: got %v, want Forbidden", d.name, err)
+		}
+	}
+
+	// A forced refresh of the credential renews it with itself; imports keep working with it.
+	e.annotate(t, cred, v1alpha1.RefreshRequestedAnnotation, "credential-refresh")
+	cred = e.waitFor(t, cred, "credential refresh acted upon", func(i *v1alpha1.ServiceAccountImport) bool {
+		return i.Status.LastRefreshRequest == "credential-refresh"
+	})
+	if renewed := string(e.secret(t, cred).Data["token"]); renewed == token || e.whoami(t, renewed) != grant.Username(clusterA) {
+		t.Errorf("credential not renewed as itself")
+	}
+	e.nsA(t, "app8")
+	e.grantB(t, "team8", "unshared")
+	imp := e.waitReason(t, e.createImport(t, "app8", "unshared", clusterB, "team8", "unshared", nil), v1alpha1.ReasonTokenIssued)
+	if got := e.whoami(t, string(e.secret(t, imp).Data["token"])); got != "system:serviceaccount:team8:unshared" {
+		t.Errorf("token authenticates as %q", got)
+	}
+}
+
+func (e *env) testSecretConflict(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	e.nsA(t, "app9")
+	theirs := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "app9", Name: v1alpha1.SecretName("mine")}, StringData: map[string]string{"password": "hunter2"}}
+	must(t, e.ac.Create(ctx, theirs))
+	e.serviceAccountB(t, "team9", "mine", nil)
+	e.grantB(t, "team9", "mine")
+	imp := e.waitReason(t, e.createImport(t, "app9", "mine", clusterB, "team9", "mine", nil), v1alpha1.ReasonSecretConflict)
+	if len(imp.Status.Secrets) != 0 {
+		t.Errorf("status points at someone else's secret: %+v", imp.Status.Secrets)
+	}
+	got := &corev1.Secret{}
+	must(t, e.ac.Get(ctx, client.ObjectKeyFromObject(theirs), got))
+	if got.ResourceVersion != theirs.ResourceVersion || len(got.OwnerReferences) != 0 || len(got.Labels) != 0 {
+		t.Errorf("someone else's secret was touched: %+v", got.ObjectMeta)
+	}
+}
+
+func (e *env) testImporterIdentity(t *testing.T) {
+	t.Parallel()
+	e.nsA(t, "app10")
+	imp := e.createImport(t, "app10", "steal", clusterB, grant.Namespace, grant.ServiceAccountName(clusterA), nil)
+	imp = e.waitReason(t, imp, v1alpha1.ReasonInvalidSpec)
+	if s := e.secret(t, imp); s != nil {
+		t.Errorf("the importer's identity was handed out")
+	}
+}
+
+func (e *env) testRestart(t *testing.T) {
+	ctx := t.Context()
+	e.nsA(t, "restart")
+	var names []string
+	for i := range 6 {
+		names = append(names, fmt.Sprintf("r%d", i))
+	}
+	for _, n := range names {
+		e.serviceAccountB(t, "teamr", n, nil)
+	}
+	e.grantB(t, "teamr", names...)
+	var imps []*v1alpha1.ServiceAccountImport
+	for _, n := range names {
+		imps = append(imps, e.createImport(t, "restart", n, clusterB, "teamr", n, nil))
+	}
+	// Stop as soon as the first secret exists: some imports done, others maybe not.
+	must(t, wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
+		return e.secret(t, imps[0]) != nil, nil
+	}))
+	e.stopImporter()
+	before := map[string]string{}
+	for _, imp := range imps {
+		if s := e.secret(t, imp); s != nil {
+			before[imp.Name] = string(s.Data["token"])
+		}
+	}
+	t.Logf("stopped with %d of %d secrets written", len(before), len(imps))
+
+	e.startImporter(t, importer.Options{})
+	for i, imp := range imps {
+		imps[i] = e.waitReason(t, imp, v1alpha1.ReasonTokenIssued)
+	}
+	var list corev1.SecretList
+	must(t, e.ac.List(ctx, &list, client.InNamespace("restart")))
+	if len(list.Items) != len(imps) {
+		t.Errorf("%d secrets for %d imports", len(list.Items), len(imps))
+	}
+	for _, imp := range imps {
+		var own corev1.SecretList
+		must(t, e.ac.List(ctx, &own, client.InNamespace("restart"), client.MatchingLabels{v1alpha1.ImportNameKey: imp.Name}))
+		if len(own.Items) != 1 || !credential.OwnedBy(&own.Items[0], imp) {
+			t.Errorf("import %s has %d secrets", imp.Name, len(own.Items))
+			continue
+		}
+		token := string(own.Items[0].Data["token"])
+		if old, ok := before[imp.Name]; ok && old != token {
+			t.Errorf("import %s: token replaced after the restart; its schedule was not recovered", imp.Name)
+		}
+		if got := e.whoami(t, token); got != "system:serviceaccount:teamr:"+imp.Name {
+			t.Errorf("import %s: token authenticates as %q", imp.Name, got)
+		}
+	}
+}
+
+// testKubeconfigClusters runs the importer as in development: remote clusters are the contexts
+// of a kubeconfig file, here B's admin context, so no grant is needed.
+func (e *env) testKubeconfigClusters(t *testing.T) {
+	const dev = "cluster2-dev"
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	must(t, controlplane.WriteKubeconfig(path, e.b))
+	cfg, err := clientcmd.LoadFromFile(path)
+	must(t, err)
+	cfg.Contexts[dev] = cfg.Contexts[clusterB]
+	delete(cfg.Contexts, clusterB)
+	cfg.CurrentContext = dev
+	must(t, clientcmd.WriteToFile(*cfg, path))
+	e.stopImporter()
+	e.startImporter(t, importer.Options{KubeconfigClusters: path, ClusterName: clusterA})
+
+	e.nsA(t, "dev")
+	e.serviceAccountB(t, "teamdev", "ungranted", nil)
+	e.serviceAccountB(t, "teamdev", "restricted", map[string]string{grant.AllowedImportersAnnotation: clusterA + "/elsewhere"})
+	imp := e.waitReason(t, e.createImport(t, "dev", "ungranted", dev, "teamdev", "ungranted", nil), v1alpha1.ReasonTokenIssued)
+	s := e.secret(t, imp)
+	if string(s.Data["server"]) != e.b.Server {
+		t.Errorf("server %q, want %q", s.Data["server"], e.b.Server)
+	}
+	if got := e.whoami(t, string(s.Data["token"])); got != "system:serviceaccount:teamdev:ungranted" {
+		t.Errorf("token authenticates as %q", got)
+	}
+	// --cluster-name stands in for the credential's name in allowed-importers checks.
+	e.waitReason(t, e.createImport(t, "dev", "restricted", dev, "teamdev", "restricted", nil), v1alpha1.ReasonNamespaceNotAllowed)
+	// Credentials still work alongside.
+	e.serviceAccountB(t, "teamdev", "granted", nil)
+	e.grantB(t, "teamdev", "granted")
+	e.waitReason(t, e.createImport(t, "dev", "granted", clusterB, "teamdev", "granted", nil), v1alpha1.ReasonTokenIssued)
+}
+
+// Helpers.
+
+func (e *env) applyManifest(t *testing.T, path string) {
+	b, err := manifests.FS.ReadFile(path)
+	must(t, err)
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(b)))
+	for {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		must(t, err)
+		var m map[string]any
+		must(t, yaml.Unmarshal(doc, &m))
+		if len(m) == 0 {
+			continue
+		}
+		must(t, e.ac.Create(t.Context(), &unstructured.Unstructured{Object: m}))
+	}
+}
+
+func (e *env) createB(t *testing.T, o client.Object) {
+	c, err := client.New(e.b.Config, client.Options{Scheme: e.scheme})
+	must(t, err)
+	if err := c.Create(t.Context(), o); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+}
+
+func (e *env) nsA(t *testing.T, name string) {
+	must(t, e.ac.Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}))
+}
+
+func (e *env) nsB(t *testing.T, name string) {
+	e.createB(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}})
+}
+
+func (e *env) serviceAccountB(t *testing.T, namespace, name string, annotations map[string]string) {
+	e.nsB(t, namespace)
+	e.createB(t, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Annotations: annotations}})
+}
+
+// grantB does what `kubectl mcsa allow cluster1 NAMESPACE/NAME...` does in B.
+func (e *env) grantB(t *testing.T, namespace string, names ...string) {
+	e.nsB(t, namespace)
+	role, err := grant.ImportRole(clusterA, namespace, names)
+	must(t, err)
+	e.createB(t, role)
+	e.createB(t, grant.ImportRoleBinding(clusterA, namespace))
+}
+
+func (e *env) createImport(t *testing.T, namespace, name, cluster, remoteNS, remoteName string, seconds *int64) *v1alpha1.ServiceAccountImport {
+	imp := &v1alpha1.ServiceAccountImport{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
+		Spec:       v1alpha1.ServiceAccountImportSpec{ClusterName: cluster, Namespace: remoteNS, Name: remoteName, ExpirationSeconds: seconds},
+	}
+	must(t, e.ac.Create(t.Context(), imp))
+	return imp
+}
+
+func (e *env) annotate(t *testing.T, imp *v1alpha1.ServiceAccountImport, key, value string) {
+	patch := fmt.Appendf(nil, `{"metadata":{"annotations":{%q:%q}}}`, key, value)
+	must(t, e.ac.Patch(t.Context(), imp.DeepCopy(), client.RawPatch("application/merge-patch+json", patch)))
+}
+
+// waitFor polls the import until cond holds.
+func (e *env) waitFor(t *testing.T, imp *v1alpha1.ServiceAccountImport, what string, cond func(*v1alpha1.ServiceAccountImport) bool) *v1alpha1.ServiceAccountImport {
+	t.Helper()
+	got := &v1alpha1.ServiceAccountImport{}
+	err := wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		if err := e.ac.Get(ctx, client.ObjectKeyFromObject(imp), got); err != nil {
+			return false, nil
+		}
+		return cond(got), nil
+	})
+	if err != nil {
+		t.Fatalf("%s/%s: %s: %v; status %+v", imp.Namespace, imp.Name, what, err, got.Status)
+	}
+	return got
+}
+
+// waitReason waits for the Ready condition to report reason for the current generation.
+func (e *env) waitReason(t *testing.T, imp *v1alpha1.ServiceAccountImport, reason string) *v1alpha1.ServiceAccountImport {
+	t.Helper()
+	return e.waitFor(t, imp, "Ready reason "+reason, func(i *v1alpha1.ServiceAccountImport) bool {
+		c := ready(i)
+		return c != nil && c.Reason == reason && c.ObservedGeneration == i.Generation && i.Status.ObservedGeneration == i.Generation &&
+			(c.Status == metav1.ConditionTrue) == (reason == v1alpha1.ReasonTokenIssued)
+	})
+}
+
+func (e *env) waitEvent(t *testing.T, imp *v1alpha1.ServiceAccountImport, reason string) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		var list eventsv1.EventList
+		if err := e.ac.List(ctx, &list, client.InNamespace(imp.Namespace)); err != nil {
+			return false, nil
+		}
+		for _, ev := range list.Items {
+			if ev.Regarding.Name == imp.Name && ev.Reason == reason && ev.ReportingController == importer.FieldManager {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Errorf("no %s event for %s/%s: %v", reason, imp.Namespace, imp.Name, err)
+	}
+}
+
+// secret returns the import's secret, read directly, or nil.
+func (e *env) secret(t *testing.T, imp *v1alpha1.ServiceAccountImport) *corev1.Secret {
+	s, err := e.akube.CoreV1().Secrets(imp.Namespace).Get(t.Context(), v1alpha1.SecretName(imp.Name), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	must(t, err)
+	return s
+}
+
+func (e *env) clientB(t *testing.T, token string) kubernetes.Interface {
+	cs, err := kubernetes.NewForConfig(&rest.Config{Host: e.b.Server, BearerToken: token, TLSClientConfig: rest.TLSClientConfig{CAData: e.b.CAData}})
+	must(t, err)
+	return cs
+}
+
+// whoami is the user a token authenticates as in B.
+func (e *env) whoami(t *testing.T, token string) string {
+	t.Helper()
+	ssr, err := e.clientB(t, token).AuthenticationV1().SelfSubjectReviews().Create(t.Context(), &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Errorf("token does not authenticate in %s: %v", clusterB, err)
+		return ""
+	}
+	return ssr.Status.UserInfo.Username
+}
+
+func ready(imp *v1alpha1.ServiceAccountImport) *metav1.Condition {
+	return meta.FindStatusCondition(imp.Status.Conditions, v1alpha1.ConditionReady)
+}
+
+// gauge reads a gauge of the controller-runtime metrics registry.
+func gauge(t *testing.T, name string, labels map[string]string) (float64, bool) {
+	families, err := ctrlmetrics.Registry.Gather()
+	must(t, err)
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if want, ok := labels[l.GetName()]; ok && want != l.GetValue() {
+					continue metrics
+				}
+			}
+			return m.GetGauge().GetValue(), true
+		}
+	}
+	return 0, false
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// syncBuffer collects the importer's logs, shown when a test fails.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) tail(n int) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	lines := strings.Split(strings.TrimSpace(s.b.String()), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}

@@ -1,0 +1,203 @@
+// Package importer is the controller keeping, for each ServiceAccountImport, a secret holding a
+// short-lived token of a service account of a remote cluster, minted with the TokenRequest API
+// and refreshed before it expires.
+//
+// It reaches each remote cluster B through a cluster credential: the import named after B in the
+// importer's namespace, whose token (of B's service account multicluster-service-account/A) it
+// renews with that same token. Credentials are looked up on each reconcile and their clients
+// cached by version, so clusters come, change and go without a restart.
+package importer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
+)
+
+// FieldManager is the importer's field manager on every write.
+const FieldManager = "mcsa-importer"
+
+// clusterNameField indexes imports by the cluster they import from.
+const clusterNameField = "spec.clusterName"
+
+// Options configure the importer.
+type Options struct {
+	// Namespace holds the cluster credentials; default v1alpha1.DefaultNamespace.
+	Namespace string
+	// ClusterName is this cluster's name as remote clusters know it. Cluster credentials
+	// carry it; it is needed only for clusters of KubeconfigClusters (allowed-importers checks).
+	ClusterName string
+	// KubeconfigClusters is a kubeconfig file whose contexts are clusters named after them,
+	// reached with the context's credentials (development, out of cluster).
+	KubeconfigClusters string
+	// DefaultTokenLifetime is requested for imports without spec.expirationSeconds; default
+	// one hour, at least ten minutes (the TokenRequest API's minimum).
+	DefaultTokenLifetime time.Duration
+	// MaxConcurrentReconciles is the number of workers; default 4.
+	MaxConcurrentReconciles int
+	// MaxRetryDelay caps the backoff after failures and the wait before rechecking a
+	// conflicting secret; default five minutes.
+	MaxRetryDelay time.Duration
+	// RemoteQPS and RemoteBurst limit requests to each remote cluster; default 20 and 40.
+	RemoteQPS   float32
+	RemoteBurst int
+	// RemoteTimeout bounds each request to a remote cluster; default 30 s.
+	RemoteTimeout time.Duration
+	// Clock is the time source; default the real clock.
+	Clock clock.Clock
+}
+
+func (o *Options) defaults() error {
+	if o.Namespace == "" {
+		o.Namespace = v1alpha1.DefaultNamespace
+	}
+	if o.DefaultTokenLifetime == 0 {
+		o.DefaultTokenLifetime = time.Hour
+	}
+	if o.DefaultTokenLifetime < 10*time.Minute {
+		return fmt.Errorf("importer: default token lifetime %s is under the TokenRequest API's minimum of 10m", o.DefaultTokenLifetime)
+	}
+	if o.MaxConcurrentReconciles == 0 {
+		o.MaxConcurrentReconciles = 4
+	}
+	if o.MaxRetryDelay == 0 {
+		o.MaxRetryDelay = 5 * time.Minute
+	}
+	if o.RemoteQPS == 0 {
+		o.RemoteQPS = 20
+	}
+	if o.RemoteBurst == 0 {
+		o.RemoteBurst = 40
+	}
+	if o.RemoteTimeout == 0 {
+		o.RemoteTimeout = 30 * time.Second
+	}
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	return nil
+}
+
+// CacheOptions restrict the manager's cache of secrets to those labelled as an import's, so
+// that the importer does not hold every secret of the cluster in memory. Pass them to the
+// manager that Setup is given.
+func CacheOptions() cache.Options {
+	labelled, err := labels.NewRequirement(v1alpha1.ImportNameKey, selection.Exists, nil)
+	if err != nil {
+		panic(err) // constant input
+	}
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&corev1.Secret{}: {Label: labels.NewSelector().Add(*labelled)},
+	}}
+}
+
+// Reconciler reconciles ServiceAccountImports.
+type Reconciler struct {
+	client client.Client
+	// apiReader reads around the cache before minting a token, so that a stale cache never
+	// makes the importer mint twice or miss a conflicting secret.
+	apiReader client.Reader
+	clusters  *clusters
+	events    recorder.EventRecorder
+	opts      Options
+}
+
+// Setup adds the importer's controller to mgr, whose cache must use CacheOptions.
+func Setup(mgr manager.Manager, opts Options) error {
+	if err := opts.defaults(); err != nil {
+		return err
+	}
+	c := client.WithFieldOwner(mgr.GetClient(), FieldManager)
+	cl := newClusters(mgr.GetClient(), opts.Namespace, opts.ClusterName, func(cfg *rest.Config) {
+		cfg.QPS, cfg.Burst, cfg.Timeout = opts.RemoteQPS, opts.RemoteBurst, opts.RemoteTimeout
+		cfg.UserAgent = FieldManager
+	})
+	if opts.KubeconfigClusters != "" {
+		skipped, err := cl.loadKubeconfig(opts.KubeconfigClusters)
+		if err != nil {
+			return fmt.Errorf("importer: --kubeconfig-clusters: %w", err)
+		}
+		if len(skipped) > 0 {
+			mgr.GetLogger().Info("Kubeconfig contexts ignored: their names are not valid cluster names (DNS labels)", "contexts", skipped)
+		}
+	}
+	r := &Reconciler{
+		client:    c,
+		apiReader: mgr.GetAPIReader(),
+		clusters:  cl,
+		events:    mgr.GetEventRecorder(FieldManager),
+		opts:      opts,
+	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1alpha1.ServiceAccountImport{}, clusterNameField,
+		func(o client.Object) []string { return []string{o.(*v1alpha1.ServiceAccountImport).Spec.ClusterName} }); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("serviceaccountimport").
+		For(&v1alpha1.ServiceAccountImport{}).
+		Owns(&corev1.Secret{}).
+		// A credential appearing, changing or going away affects every import of its cluster:
+		// those waiting for it become ready without a restart.
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.importsOfCredential)).
+		Watches(&v1alpha1.ServiceAccountImport{}, handler.EnqueueRequestsFromMapFunc(r.importsOfCredential)).
+		WithOptions(controller.Options{
+			MaxConcurrentReconciles: opts.MaxConcurrentReconciles,
+			RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](500*time.Millisecond, opts.MaxRetryDelay),
+		}).
+		Complete(r)
+}
+
+// importsOfCredential maps a cluster credential, or its secret, to the imports of its cluster.
+// Both are watched: the informers of different kinds do not order their events, and the
+// credential is usable only once both are in the cache.
+func (r *Reconciler) importsOfCredential(ctx context.Context, o client.Object) []reconcile.Request {
+	if o.GetNamespace() != r.opts.Namespace {
+		return nil
+	}
+	var cluster string
+	switch o := o.(type) {
+	case *corev1.Secret:
+		cluster = o.Labels[v1alpha1.ImportNameKey]
+		if o.Name != v1alpha1.SecretName(cluster) {
+			return nil
+		}
+	case *v1alpha1.ServiceAccountImport:
+		if !r.clusters.isCredential(o) {
+			return nil
+		}
+		cluster = o.Name
+	default:
+		return nil
+	}
+	var list v1alpha1.ServiceAccountImportList
+	if err := r.client.List(ctx, &list, client.MatchingFields{clusterNameField: cluster}); err != nil {
+		logf.FromContext(ctx).Error(err, "Listing the imports of a cluster", "cluster", cluster)
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, imp := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&imp)})
+	}
+	return reqs
+}
+
+var errSecretConflict = errors.New("secret conflict")

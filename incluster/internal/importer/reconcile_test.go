@@ -1,0 +1,415 @@
+package importer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	k8sfake "k8s.io/client-go/kubernetes/fake"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	clienttesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/events"
+	clocktesting "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
+	"github.com/kubectl-mcsa/kubectl-mcsa/internal/credential"
+	"github.com/kubectl-mcsa/kubectl-mcsa/internal/grant"
+)
+
+// fixture is an importer against a fake local cluster and a fake remote cluster "cluster2",
+// with a fake clock. Its remote grants tokens of `granted` lifetime whatever is requested, like
+// a server capping lifetimes.
+type fixture struct {
+	t       *testing.T
+	local   client.WithWatch
+	remote  *k8sfake.Clientset
+	clock   *clocktesting.FakeClock
+	granted time.Duration
+	// requested are the lifetimes asked for, in order.
+	requested []int64
+	// remoteErr, if set, fails every remote call.
+	remoteErr error
+	events    *events.FakeRecorder
+	r         *Reconciler
+}
+
+const (
+	testNS     = "app"
+	testImport = "x"
+)
+
+func newFixture(t *testing.T, objs ...client.Object) *fixture {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	// A credential, so that remedies name this cluster as remote clusters know it.
+	objs = append(objs, &v1alpha1.ServiceAccountImport{
+		ObjectMeta: metav1.ObjectMeta{Namespace: v1alpha1.DefaultNamespace, Name: "cluster2", UID: "cred"},
+		Spec:       v1alpha1.ServiceAccountImportSpec{ClusterName: "cluster2", Namespace: grant.Namespace, Name: "cluster1"},
+	})
+	f := &fixture{
+		t:       t,
+		local:   fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).WithStatusSubresource(&v1alpha1.ServiceAccountImport{}).Build(),
+		remote:  k8sfake.NewClientset(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "sa"}}),
+		clock:   clocktesting.NewFakeClock(t0),
+		granted: time.Hour,
+		events:  events.NewFakeRecorder(100),
+	}
+	minted := 0
+	f.remote.PrependReactor("*", "*", func(a clienttesting.Action) (bool, runtime.Object, error) {
+		if f.remoteErr != nil {
+			return true, nil, f.remoteErr
+		}
+		if a.GetVerb() != "create" || a.GetSubresource() != "token" {
+			return false, nil, nil
+		}
+		tr := a.(clienttesting.CreateAction).GetObject().(*authenticationv1.TokenRequest)
+		f.requested = append(f.requested, *tr.Spec.ExpirationSeconds)
+		minted++
+		return true, &authenticationv1.TokenRequest{Status: authenticationv1.TokenRequestStatus{
+			Token:               fmt.Sprintf("token-%d", minted),
+			ExpirationTimestamp: metav1.NewTime(f.clock.Now().Add(f.granted).Truncate(time.Second)),
+		}}, nil
+	})
+	f.restart()
+	return f
+}
+
+// restart builds a new reconciler on the same clusters: nothing survives but what they hold.
+func (f *fixture) restart() {
+	opts := Options{Clock: f.clock}
+	if err := opts.defaults(); err != nil {
+		f.t.Fatal(err)
+	}
+	cl := newClusters(f.local, opts.Namespace, "", nil)
+	cl.static["cluster2"] = &remote{server: "https://cluster2.example", caData: []byte("CA"), importingCluster: "cluster1", client: f.remote}
+	f.r = &Reconciler{client: f.local, apiReader: f.local, clusters: cl, events: f.events, opts: opts}
+}
+
+func (f *fixture) reconcile(name string) (reconcile.Result, error) {
+	f.t.Helper()
+	return f.r.Reconcile(context.Background(), reconcile.Request{NamespacedName: client.ObjectKey{Namespace: testNS, Name: name}})
+}
+
+func (f *fixture) get(name string) *v1alpha1.ServiceAccountImport {
+	f.t.Helper()
+	imp := &v1alpha1.ServiceAccountImport{}
+	if err := f.local.Get(context.Background(), client.ObjectKey{Namespace: testNS, Name: name}, imp); err != nil {
+		f.t.Fatal(err)
+	}
+	return imp
+}
+
+// secret returns the import's secret, nil if there is none.
+func (f *fixture) secret(name string) *corev1.Secret {
+	f.t.Helper()
+	s := &corev1.Secret{}
+	if err := f.local.Get(context.Background(), client.ObjectKey{Namespace: testNS, Name: v1alpha1.SecretName(name)}, s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		f.t.Fatal(err)
+	}
+	return s
+}
+
+func (f *fixture) ready(name string) *metav1.Condition {
+	return meta.FindStatusCondition(f.get(name).Status.Conditions, v1alpha1.ConditionReady)
+}
+
+func (f *fixture) update(imp *v1alpha1.ServiceAccountImport) {
+	f.t.Helper()
+	if err := f.local.Update(context.Background(), imp); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func newImport(name, cluster, ns, sa string) *v1alpha1.ServiceAccountImport {
+	return &v1alpha1.ServiceAccountImport{
+		ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: name, UID: types.UID("uid-" + name), Generation: 1},
+		Spec:       v1alpha1.ServiceAccountImportSpec{ClusterName: cluster, Namespace: ns, Name: sa},
+	}
+}
+
+// TestRotation follows one import through its life: issue with a server-capped lifetime, a
+// restart, the scheduled refresh, a forced refresh, a spec change.
+func TestRotation(t *testing.T) {
+	f := newFixture(t, newImport(testImport, "cluster2", "team", "sa"))
+	f.granted = 10 * time.Minute // the server caps the requested hour
+
+	res, err := f.reconcile(testImport)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.requested) != 1 || f.requested[0] != 3600 {
+		t.Fatalf("requested lifetimes %v, want the default hour once", f.requested)
+	}
+	if res.RequeueAfter < 7*time.Minute+30*time.Second || res.RequeueAfter > 8*time.Minute+30*time.Second {
+		t.Fatalf("next refresh in %s, want ~80 %% of the 10 minutes granted", res.RequeueAfter)
+	}
+	firstRefresh := t0.Add(res.RequeueAfter)
+	s := f.secret(testImport)
+	if s == nil || string(s.Data["token"]) != "token-1" || string(s.Data["server"]) != "https://cluster2.example" || string(s.Data["namespace"]) != "team" {
+		t.Fatalf("secret = %+v", s)
+	}
+	if !credential.OwnedBy(s, f.get(testImport)) || s.Labels[v1alpha1.ImportNameKey] != testImport {
+		t.Fatalf("secret not owned or labelled: %+v", s.ObjectMeta)
+	}
+	imp := f.get(testImport)
+	if c := f.ready(testImport); c == nil || c.Status != metav1.ConditionTrue || c.Reason != v1alpha1.ReasonTokenIssued || c.ObservedGeneration != imp.Generation {
+		t.Fatalf("Ready = %+v", c)
+	}
+	if !imp.Status.LastRefreshTime.Time.Equal(t0) || !imp.Status.ExpirationTimestamp.Time.Equal(t0.Add(10*time.Minute)) ||
+		len(imp.Status.Secrets) != 1 || imp.Status.Secrets[0].Name != s.Name || imp.Status.ObservedGeneration != imp.Generation {
+		t.Fatalf("status = %+v", imp.Status)
+	}
+
+	// A restart a minute later recomputes the same schedule and mints nothing.
+	f.restart()
+	f.clock.Step(time.Minute)
+	res, err = f.reconcile(testImport)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.requested) != 1 || res.RequeueAfter != firstRefresh.Sub(f.clock.Now()) {
+		t.Fatalf("after restart: %d tokens, next refresh in %s; want 1 and %s", len(f.requested), res.RequeueAfter, firstRefresh.Sub(f.clock.Now()))
+	}
+
+	// On schedule: a new token, and the next refresh again ~80 % later.
+	f.clock.SetTime(firstRefresh)
+	if res, err = f.reconcile(testImport); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(f.secret(testImport).Data["token"]); got != "token-2" {
+		t.Fatalf("token after scheduled refresh = %q", got)
+	}
+	if lr := f.get(testImport).Status.LastRefreshTime; !lr.Time.Equal(firstRefresh.Truncate(time.Second)) {
+		t.Fatalf("lastRefreshTime = %s, want %s", lr, firstRefresh)
+	}
+	if res.RequeueAfter < 7*time.Minute || res.RequeueAfter > 9*time.Minute {
+		t.Fatalf("next refresh in %s", res.RequeueAfter)
+	}
+
+	// Forced refresh, acted upon once.
+	f.clock.Step(time.Minute)
+	imp = f.get(testImport)
+	imp.Annotations = map[string]string{v1alpha1.RefreshRequestedAnnotation: "please"}
+	f.update(imp)
+	for range 2 {
+		if _, err := f.reconcile(testImport); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if imp := f.get(testImport); len(f.requested) != 3 || imp.Status.LastRefreshRequest != "please" || string(f.secret(testImport).Data["token"]) != "token-3" {
+		t.Fatalf("forced refresh: %d tokens, lastRefreshRequest %q", len(f.requested), imp.Status.LastRefreshRequest)
+	}
+
+	// A new spec (generation) gets a token of its own.
+	imp = f.get(testImport)
+	imp.Spec.ExpirationSeconds = ptr.To[int64](7200)
+	imp.Generation++
+	f.update(imp)
+	if _, err := f.reconcile(testImport); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.requested) != 4 || f.requested[3] != 7200 {
+		t.Fatalf("after spec change: requested %v", f.requested)
+	}
+	if c := f.ready(testImport); c.ObservedGeneration != f.get(testImport).Generation {
+		t.Fatalf("Ready observedGeneration = %d, want %d", c.ObservedGeneration, f.get(testImport).Generation)
+	}
+	wantEvents(t, f.events, "Normal TokenIssued", "Normal TokenRefreshed", "Normal TokenRefreshed", "Normal TokenRefreshed")
+}
+
+// TestOutage: a failing remote keeps the current token, says until when it is valid, and
+// recovers by itself.
+func TestOutage(t *testing.T) {
+	f := newFixture(t, newImport(testImport, "cluster2", "team", "sa"))
+	res, err := f.reconcile(testImport)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Step(res.RequeueAfter)
+	f.remoteErr = errors.New("connection refused")
+	if _, err := f.reconcile(testImport); err == nil {
+		t.Fatal("no error: a failure must be retried with backoff")
+	}
+	c := f.ready(testImport)
+	if c.Reason != v1alpha1.ReasonClusterUnreachable || !strings.Contains(c.Message, "stays valid until") {
+		t.Fatalf("Ready = %+v", c)
+	}
+	if got := string(f.secret(testImport).Data["token"]); got != "token-1" {
+		t.Fatalf("token during outage = %q, want the current one kept", got)
+	}
+	if exp := f.get(testImport).Status.ExpirationTimestamp; exp == nil || !exp.Time.Equal(t0.Add(time.Hour)) {
+		t.Fatalf("expirationTimestamp during outage = %v", exp)
+	}
+	f.remoteErr = nil
+	if _, err := f.reconcile(testImport); err != nil {
+		t.Fatal(err)
+	}
+	if c := f.ready(testImport); c.Reason != v1alpha1.ReasonTokenIssued || string(f.secret(testImport).Data["token"]) != "token-2" {
+		t.Fatalf("after recovery: Ready = %+v", c)
+	}
+	wantEvents(t, f.events, "Normal TokenIssued", "Warning ClusterUnreachable", "Normal TokenRefreshed")
+}
+
+func TestFailures(t *testing.T) {
+	forbidden := apierrors.NewForbidden(schema.GroupResource{Resource: "serviceaccounts"}, "sa", errors.New("RBAC"))
+	conflicting := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: "x-token"}, Data: map[string][]byte{"mine": []byte("yes")}}
+	tests := []struct {
+		name       string
+		imp        *v1alpha1.ServiceAccountImport
+		objs       []client.Object
+		remoteErr  error
+		remoteSA   *corev1.ServiceAccount
+		wantReason string
+		wantInMsg  string
+		wantRetry  bool
+	}{{
+		name: "not granted", imp: newImport(testImport, "cluster2", "team", "sa"), remoteErr: forbidden,
+		wantReason: v1alpha1.ReasonForbidden, wantInMsg: "`kubectl mcsa allow cluster1 team/sa --context cluster2`", wantRetry: true,
+	}, {
+		name: "remote service account missing", imp: newImport(testImport, "cluster2", "team", "nobody"),
+		wantReason: v1alpha1.ReasonServiceAccountNotFound, wantInMsg: "team/nobody not found in cluster cluster2", wantRetry: true,
+	}, {
+		name: "namespace not allowed", imp: newImport(testImport, "cluster2", "team", "restricted"),
+		remoteSA: &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "restricted",
+			Annotations: map[string]string{grant.AllowedImportersAnnotation: "cluster1/other,cluster3/*"}}},
+		wantReason: v1alpha1.ReasonNamespaceNotAllowed, wantInMsg: "`kubectl mcsa allow cluster1 team/restricted --into-namespaces app --context cluster2`", wantRetry: true,
+	}, {
+		name: "unparsable restriction allows nobody", imp: newImport(testImport, "cluster2", "team", "garbled"),
+		remoteSA: &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "garbled",
+			Annotations: map[string]string{grant.AllowedImportersAnnotation: "cluster1"}}},
+		wantReason: v1alpha1.ReasonNamespaceNotAllowed, wantInMsg: "not CLUSTER/NAMESPACE", wantRetry: true,
+	}, {
+		name: "remote unreachable", imp: newImport(testImport, "cluster2", "team", "sa"), remoteErr: errors.New("dial tcp: connection refused"),
+		wantReason: v1alpha1.ReasonClusterUnreachable, wantInMsg: "connection refused", wantRetry: true,
+	}, {
+		name: "credential rejected", imp: newImport(testImport, "cluster2", "team", "sa"), remoteErr: apierrors.NewUnauthorized("expired"),
+		wantReason: v1alpha1.ReasonClusterUnreachable, wantInMsg: "`kubectl mcsa bootstrap cluster1 cluster2`", wantRetry: true,
+	}, {
+		name: "unknown cluster", imp: newImport(testImport, "cluster9", "team", "sa"),
+		wantReason: v1alpha1.ReasonClusterUnknown, wantInMsg: "`kubectl mcsa bootstrap cluster1 cluster9`",
+	}, {
+		name: "importer identity", imp: newImport(testImport, "cluster2", grant.Namespace, "cluster1"),
+		wantReason: v1alpha1.ReasonInvalidSpec, wantInMsg: "only the cluster credential",
+	}, {
+		name: "secret of someone else", imp: newImport(testImport, "cluster2", "team", "sa"), objs: []client.Object{conflicting},
+		wantReason: v1alpha1.ReasonSecretConflict, wantInMsg: "app/x-token",
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, append(tt.objs, tt.imp)...)
+			f.remoteErr = tt.remoteErr
+			if tt.remoteSA != nil {
+				if _, err := f.remote.CoreV1().ServiceAccounts("team").Create(context.Background(), tt.remoteSA, metav1.CreateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err := f.reconcile(testImport)
+			if (err != nil) != tt.wantRetry {
+				t.Errorf("error = %v, want a retry: %v", err, tt.wantRetry)
+			}
+			c := f.ready(testImport)
+			if c == nil || c.Status != metav1.ConditionFalse || c.Reason != tt.wantReason || !strings.Contains(c.Message, tt.wantInMsg) {
+				t.Fatalf("Ready = %+v, want reason %s with %q", c, tt.wantReason, tt.wantInMsg)
+			}
+			if len(f.requested) != 0 {
+				t.Errorf("a token was minted: %v", f.requested)
+			}
+			s := f.secret(testImport)
+			if tt.wantReason == v1alpha1.ReasonSecretConflict {
+				if s == nil || string(s.Data["mine"]) != "yes" || len(s.Data) != 1 || len(s.OwnerReferences) != 0 {
+					t.Errorf("someone else's secret was touched: %+v", s)
+				}
+			} else if s != nil {
+				t.Errorf("secret written: %+v", s)
+			}
+			wantEvents(t, f.events, "Warning "+tt.wantReason)
+		})
+	}
+}
+
+func TestImportsOfCredential(t *testing.T) {
+	objs := []client.Object{
+		newImport("a", "cluster2", "team", "sa"),
+		newImport("b", "cluster3", "team", "sa"),
+		&v1alpha1.ServiceAccountImport{ObjectMeta: metav1.ObjectMeta{Namespace: "other", Name: "c"}, Spec: v1alpha1.ServiceAccountImportSpec{ClusterName: "cluster2"}},
+	}
+	f := newFixture(t, objs...)
+	// The real index is the manager's; the fake client needs its own.
+	scheme := f.local.Scheme()
+	f.r.client = fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).
+		WithIndex(&v1alpha1.ServiceAccountImport{}, clusterNameField, func(o client.Object) []string {
+			return []string{o.(*v1alpha1.ServiceAccountImport).Spec.ClusterName}
+		}).Build()
+	cred := func(ns, name, cluster string) *v1alpha1.ServiceAccountImport {
+		return &v1alpha1.ServiceAccountImport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: v1alpha1.ServiceAccountImportSpec{ClusterName: cluster}}
+	}
+	tests := []struct {
+		name string
+		obj  client.Object
+		want []string
+	}{
+		{"credential secret of cluster2", credSecret(v1alpha1.DefaultNamespace, "cluster2-token", "cluster2"), []string{"app/a", "other/c"}},
+		{"credential of cluster2", cred(v1alpha1.DefaultNamespace, "cluster2", "cluster2"), []string{"app/a", "other/c"}},
+		{"an import's secret elsewhere", credSecret("app", "cluster2-token", "cluster2"), nil},
+		{"another secret of the namespace", credSecret(v1alpha1.DefaultNamespace, "cluster2-token", "x"), nil},
+		{"an import of the namespace", cred(v1alpha1.DefaultNamespace, "other", "cluster2"), nil},
+		{"an import named after its cluster elsewhere", cred("app", "cluster2", "cluster2"), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			for _, r := range f.r.importsOfCredential(context.Background(), tt.obj) {
+				got = append(got, r.String())
+			}
+			if strings.Join(got, ",") != strings.Join(tt.want, ",") {
+				t.Errorf("requests = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func credSecret(ns, name, label string) *corev1.Secret {
+	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{v1alpha1.ImportNameKey: label}}}
+}
+
+// wantEvents checks that the events recorded so far start with the given type and reason
+// prefixes, in order.
+func wantEvents(t *testing.T, rec *events.FakeRecorder, want ...string) {
+	t.Helper()
+	var got []string
+	for len(rec.Events) > 0 {
+		got = append(got, <-rec.Events)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("events = %q, want %q", got, want)
+	}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]+" ") {
+			t.Errorf("event %d = %q, want %q", i, got[i], want[i])
+		}
+	}
+}

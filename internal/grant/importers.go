@@ -1,0 +1,96 @@
+package grant
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// AnyNamespace, as an importer's namespace, allows every namespace of that cluster.
+const AnyNamespace = "*"
+
+// Importer is one entry of the allowed-importers annotation: a namespace (or AnyNamespace) of
+// an importing cluster.
+type Importer struct {
+	Cluster   string
+	Namespace string
+}
+
+func (i Importer) String() string { return i.Cluster + "/" + i.Namespace }
+
+// AllowedImporters is the parsed allowed-importers annotation. An empty (non-nil) list allows
+// nobody.
+type AllowedImporters []Importer
+
+// ParseAllowedImporters parses `A/ns1,A/ns2,C/*`. Spaces around entries and empty entries are
+// ignored; anything else that is not cluster/namespace (DNS labels, or `*` for the namespace)
+// is an error, so that a typo never widens access.
+func ParseAllowedImporters(s string) (AllowedImporters, error) {
+	list := AllowedImporters{}
+	for entry := range strings.SplitSeq(s, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		cluster, ns, ok := strings.Cut(entry, "/")
+		if !ok {
+			return nil, fmt.Errorf("%s: entry %q is not CLUSTER/NAMESPACE", AllowedImportersAnnotation, entry)
+		}
+		if errs := validation.IsDNS1123Label(cluster); len(errs) > 0 {
+			return nil, fmt.Errorf("%s: entry %q: cluster name: %s", AllowedImportersAnnotation, entry, strings.Join(errs, "; "))
+		}
+		if ns != AnyNamespace {
+			if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+				return nil, fmt.Errorf("%s: entry %q: namespace: %s", AllowedImportersAnnotation, entry, strings.Join(errs, "; "))
+			}
+		}
+		list = append(list, Importer{Cluster: cluster, Namespace: ns})
+	}
+	return list.normalized(), nil
+}
+
+// Allows reports whether namespace of cluster may import.
+func (a AllowedImporters) Allows(cluster, namespace string) bool {
+	return slices.ContainsFunc(a, func(i Importer) bool {
+		return i.Cluster == cluster && (i.Namespace == AnyNamespace || i.Namespace == namespace)
+	})
+}
+
+// With adds namespaces of cluster (the plugin's `allow --into-namespaces`).
+func (a AllowedImporters) With(cluster string, namespaces ...string) AllowedImporters {
+	out := slices.Clone(a)
+	for _, ns := range namespaces {
+		out = append(out, Importer{Cluster: cluster, Namespace: ns})
+	}
+	return out.normalized()
+}
+
+// String is the annotation's canonical value: sorted, without duplicates.
+func (a AllowedImporters) String() string {
+	parts := make([]string, len(a))
+	for i, imp := range a {
+		parts[i] = imp.String()
+	}
+	return strings.Join(parts, ",")
+}
+
+func (a AllowedImporters) normalized() AllowedImporters {
+	slices.SortFunc(a, func(x, y Importer) int { return strings.Compare(x.String(), y.String()) })
+	return slices.Compact(a)
+}
+
+// Allowed checks a service account's annotations: whether namespace of importingCluster may
+// import it. No annotation allows everyone granted by RBAC; an unparsable one allows nobody.
+func Allowed(annotations map[string]string, importingCluster, namespace string) (bool, error) {
+	v, ok := annotations[AllowedImportersAnnotation]
+	if !ok {
+		return true, nil
+	}
+	list, err := ParseAllowedImporters(v)
+	if err != nil {
+		return false, err
+	}
+	return list.Allows(importingCluster, namespace), nil
+}

@@ -1,0 +1,257 @@
+// Package allow writes and removes grants in a source cluster: which service accounts an
+// importing cluster may import, optionally only into listed namespaces of that cluster. The
+// shape of grants is package grant's.
+package allow
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/kubectl-mcsa/kubectl-mcsa/internal/grant"
+	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/kube"
+	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/ui"
+)
+
+// ServiceAccountRef is NAMESPACE/NAME of a service account of the source.
+type ServiceAccountRef struct{ Namespace, Name string }
+
+func (r ServiceAccountRef) String() string { return r.Namespace + "/" + r.Name }
+
+// ParseRefs reads NAMESPACE/NAME arguments.
+func ParseRefs(args []string) ([]ServiceAccountRef, error) {
+	var refs []ServiceAccountRef
+	for _, a := range args {
+		ns, name, ok := strings.Cut(a, "/")
+		if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+			return nil, fmt.Errorf("%q is not NAMESPACE/SERVICEACCOUNT", a)
+		}
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return nil, fmt.Errorf("namespace %q: %s", ns, strings.Join(errs, "; "))
+		}
+		if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+			return nil, fmt.Errorf("service account %q: %s", name, strings.Join(errs, "; "))
+		}
+		refs = append(refs, ServiceAccountRef{Namespace: ns, Name: name})
+	}
+	return refs, nil
+}
+
+// Grant is what to allow or disallow an importing cluster.
+type Grant struct {
+	// ImportingCluster is the cluster that imports (as named by bootstrap).
+	ImportingCluster string
+	// ServiceAccounts are granted (or revoked) by name.
+	ServiceAccounts []ServiceAccountRef
+	// NamespaceWide grants (or revokes) every service account of these namespaces.
+	NamespaceWide []string
+	// IntoNamespaces restricts the named service accounts to these namespaces of the
+	// importing cluster (the allowed-importers annotation); on disallow, removes them from it.
+	IntoNamespaces []string
+	// AllServiceAccounts, on disallow only, revokes bootstrap's --allow-all-service-accounts.
+	AllServiceAccounts bool
+}
+
+// Validate checks the grant before anything is written.
+func (g *Grant) Validate(revoke bool) error {
+	if errs := validation.IsDNS1123Label(g.ImportingCluster); len(errs) > 0 {
+		return fmt.Errorf("importing cluster %q is not a DNS-1123 label (the name given to bootstrap)", g.ImportingCluster)
+	}
+	if len(g.ServiceAccounts) == 0 && len(g.NamespaceWide) == 0 && !g.AllServiceAccounts {
+		return errors.New("name service accounts as NAMESPACE/SERVICEACCOUNT, or whole namespaces with --namespace-wide")
+	}
+	if g.AllServiceAccounts && !revoke {
+		return errors.New("--all-service-accounts is for disallow; to grant everything use `kubectl mcsa bootstrap --allow-all-service-accounts`")
+	}
+	if len(g.IntoNamespaces) > 0 && len(g.ServiceAccounts) == 0 {
+		return errors.New("--into-namespaces applies to named service accounts (NAMESPACE/SERVICEACCOUNT)")
+	}
+	for _, ns := range append(slices.Clone(g.NamespaceWide), g.IntoNamespaces...) {
+		if ns == grant.AnyNamespace {
+			continue
+		}
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return fmt.Errorf("namespace %q: %s", ns, strings.Join(errs, "; "))
+		}
+	}
+	return nil
+}
+
+// Allow writes the grant in the source.
+func Allow(ctx context.Context, source *kube.Clients, g Grant, u *ui.UI) ([]kube.Result, error) {
+	var results []kube.Result
+	apply := func(obj runtime.Object) error {
+		r, err := source.Apply(ctx, obj, false)
+		if err == nil {
+			results = append(results, r)
+		}
+		return err
+	}
+	for ns, names := range byNamespace(g.ServiceAccounts) {
+		// Merge with what is granted already: allow adds, it never narrows.
+		existing, err := source.Kube.RbacV1().Roles(ns).Get(ctx, grant.ImportName(g.ImportingCluster), metav1.GetOptions{})
+		if err == nil {
+			names = append(names, grant.ImportedServiceAccounts(existing)...)
+		} else if !apierrors.IsNotFound(err) {
+			return results, source.APIError(err)
+		}
+		role, err := grant.ImportRole(g.ImportingCluster, ns, names)
+		if err != nil {
+			return results, err
+		}
+		if err := apply(role); err != nil {
+			return results, err
+		}
+		if err := apply(grant.ImportRoleBinding(g.ImportingCluster, ns)); err != nil {
+			return results, err
+		}
+	}
+	for _, ns := range g.NamespaceWide {
+		u.Warn("%s may import every service account of namespace %s, present and future", g.ImportingCluster, ns)
+		role, err := grant.NamespaceImportRole(g.ImportingCluster, ns)
+		if err != nil {
+			return results, err
+		}
+		if err := apply(role); err != nil {
+			return results, err
+		}
+		if err := apply(grant.NamespaceImportRoleBinding(g.ImportingCluster, ns)); err != nil {
+			return results, err
+		}
+	}
+	for _, ref := range g.ServiceAccounts {
+		_, err := source.Kube.CoreV1().ServiceAccounts(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err) && len(g.IntoNamespaces) > 0:
+			return results, fmt.Errorf("service account %s not found in %s: --into-namespaces annotates it, so create it first (`kubectl create serviceaccount %s -n %s%s`)",
+				ref, source.Describe(), ref.Name, ref.Namespace, source.ContextFlag())
+		case apierrors.IsNotFound(err):
+			u.Warn("service account %s does not exist yet in %s: imports of it will wait until it does", ref, source.Describe())
+			continue
+		case err != nil:
+			return results, source.APIError(err)
+		}
+		if len(g.IntoNamespaces) > 0 {
+			if err := editAllowedImporters(ctx, source, ref, func(a grant.AllowedImporters) grant.AllowedImporters {
+				return a.With(g.ImportingCluster, g.IntoNamespaces...)
+			}); err != nil {
+				return results, err
+			}
+		}
+	}
+	return results, nil
+}
+
+// Disallow removes the grant from the source. Tokens already issued stay valid until they
+// expire; the importer's next refresh fails and the import reports Forbidden.
+func Disallow(ctx context.Context, source *kube.Clients, g Grant) ([]kube.Result, error) {
+	var results []kube.Result
+	del := func(obj runtime.Object) error {
+		r, err := source.Delete(ctx, obj, false)
+		if err == nil {
+			results = append(results, r)
+		}
+		return err
+	}
+	if len(g.IntoNamespaces) > 0 {
+		// Narrow the annotation only; the RBAC grant stays.
+		for _, ref := range g.ServiceAccounts {
+			if err := editAllowedImporters(ctx, source, ref, func(a grant.AllowedImporters) grant.AllowedImporters {
+				return slices.DeleteFunc(a, func(i grant.Importer) bool {
+					return i.Cluster == g.ImportingCluster && slices.Contains(g.IntoNamespaces, i.Namespace)
+				})
+			}); err != nil {
+				return results, err
+			}
+		}
+		return results, nil
+	}
+	for ns, names := range byNamespace(g.ServiceAccounts) {
+		existing, err := source.Kube.RbacV1().Roles(ns).Get(ctx, grant.ImportName(g.ImportingCluster), metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return results, source.APIError(err)
+		}
+		remaining := slices.DeleteFunc(grant.ImportedServiceAccounts(existing), func(n string) bool { return slices.Contains(names, n) })
+		if len(remaining) == 0 {
+			if err := del(grant.ImportRoleBinding(g.ImportingCluster, ns)); err != nil {
+				return results, err
+			}
+			role, _ := grant.ImportRole(g.ImportingCluster, ns, names)
+			if err := del(role); err != nil {
+				return results, err
+			}
+			continue
+		}
+		role, err := grant.ImportRole(g.ImportingCluster, ns, remaining)
+		if err != nil {
+			return results, err
+		}
+		r, err := source.Apply(ctx, role, false)
+		if err != nil {
+			return results, err
+		}
+		results = append(results, r)
+	}
+	for _, ns := range g.NamespaceWide {
+		if err := del(grant.NamespaceImportRoleBinding(g.ImportingCluster, ns)); err != nil {
+			return results, err
+		}
+		if err := del(&rbacv1.Role{TypeMeta: metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "Role"},
+			ObjectMeta: metav1.ObjectMeta{Name: grant.NamespaceImportName(g.ImportingCluster), Namespace: ns}}); err != nil {
+			return results, err
+		}
+	}
+	if g.AllServiceAccounts {
+		if err := del(grant.ClusterImportRoleBinding(g.ImportingCluster)); err != nil {
+			return results, err
+		}
+		if err := del(grant.ClusterImportRole(g.ImportingCluster)); err != nil {
+			return results, err
+		}
+	}
+	return results, nil
+}
+
+// editAllowedImporters rewrites a service account's allowed-importers annotation, with
+// optimistic concurrency (the patch carries the resourceVersion read).
+func editAllowedImporters(ctx context.Context, source *kube.Clients, ref ServiceAccountRef, edit func(grant.AllowedImporters) grant.AllowedImporters) error {
+	sa, err := source.Kube.CoreV1().ServiceAccounts(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+	if err != nil {
+		return source.APIError(err)
+	}
+	current := grant.AllowedImporters{}
+	if v, ok := sa.Annotations[grant.AllowedImportersAnnotation]; ok {
+		if current, err = grant.ParseAllowedImporters(v); err != nil {
+			return fmt.Errorf("service account %s: %w; fix or remove the annotation first", ref, err)
+		}
+	}
+	// An empty list is kept, not removed: without the annotation every granted cluster could
+	// import the service account, which would widen access.
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{
+		"resourceVersion": sa.ResourceVersion,
+		"annotations":     map[string]string{grant.AllowedImportersAnnotation: edit(current).String()},
+	}})
+	_, err = source.Kube.CoreV1().ServiceAccounts(ref.Namespace).Patch(ctx, ref.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: kube.FieldManager})
+	return source.APIError(err)
+}
+
+func byNamespace(refs []ServiceAccountRef) map[string][]string {
+	m := map[string][]string{}
+	for _, r := range refs {
+		m[r.Namespace] = append(m[r.Namespace], r.Name)
+	}
+	return m
+}

@@ -1,0 +1,178 @@
+// Package bootstrap lets a target cluster import service accounts from a source cluster: in
+// the source, the importer's identity, allowed to renew its own token and nothing else; in the
+// target, the cluster credential (the import named after the source) with a first token minted
+// through the operator's own access.
+package bootstrap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/utils/ptr"
+
+	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
+	"github.com/kubectl-mcsa/kubectl-mcsa/internal/credential"
+	"github.com/kubectl-mcsa/kubectl-mcsa/internal/grant"
+	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/imports"
+	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/kube"
+	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/ui"
+)
+
+// Options are one bootstrap.
+type Options struct {
+	// Target imports from Source.
+	Target, Source *kube.Clients
+	// TargetName and SourceName are the clusters' names in kubectl-mcsa (DNS labels).
+	TargetName, SourceName string
+	// SourceServer overrides the source's API URL as the target's pods see it.
+	SourceServer string
+	// AllowAllServiceAccounts grants the target every service account of the source, as the
+	// original project did.
+	AllowAllServiceAccounts bool
+	// TokenTTL is the lifetime of the importer's credential tokens: the first one, minted here,
+	// and those the importer renews for itself (spec.expirationSeconds of the credential).
+	TokenTTL time.Duration
+	UI       *ui.UI
+}
+
+// Validate checks the names and that the target can hold a cluster credential, before
+// anything is written anywhere.
+func (o *Options) Validate(ctx context.Context) error {
+	for _, n := range []struct{ flag, value string }{{"--target-name", o.TargetName}, {"--source-name", o.SourceName}} {
+		if errs := validation.IsDNS1123Label(n.value); len(errs) > 0 {
+			return fmt.Errorf("cluster name %q is not a DNS-1123 label: pass %s", n.value, n.flag)
+		}
+	}
+	if o.TargetName == o.SourceName {
+		return fmt.Errorf("target and source are both named %q: a cluster does not import from itself; pass --target-name or --source-name", o.TargetName)
+	}
+	if o.TokenTTL < 10*time.Minute {
+		return errors.New("--token-ttl must be at least 10m")
+	}
+	// The credential is an import: the API must be installed in the target first.
+	existing, err := (&imports.Client{Clients: o.Target}).Get(ctx, v1alpha1.DefaultNamespace, o.SourceName)
+	switch {
+	case err == nil:
+		if existing.Spec.ClusterName != o.SourceName {
+			return fmt.Errorf("import %s/%s already exists in %s and imports from cluster %q, not %q: it is not a cluster credential; rename it, or pass --source-name",
+				v1alpha1.DefaultNamespace, o.SourceName, o.Target.Describe(), existing.Spec.ClusterName, o.SourceName)
+		}
+	case apierrors.IsNotFound(err) && !kube.IsAPIMissing(err):
+	case kube.IsAPIMissing(err):
+		return fmt.Errorf("kubectl-mcsa is not installed in the target (%s): run `kubectl mcsa install%s` first", o.Target.Describe(), o.Target.ContextFlag())
+	default:
+		return err
+	}
+	return nil
+}
+
+// Result is what bootstrap did.
+type Result struct {
+	Applied []kube.Result
+	// Expiration is when the first token expires.
+	Expiration time.Time
+}
+
+// Run writes the grants in the source and the credential in the target. Every write is a
+// server-side apply, so a second run repairs drift and never duplicates.
+func (o *Options) Run(ctx context.Context) (*Result, error) {
+	res := &Result{}
+	apply := func(c *kube.Clients, obj runtime.Object) error {
+		r, err := c.Apply(ctx, obj, false)
+		if err != nil {
+			return err
+		}
+		res.Applied = append(res.Applied, r)
+		return nil
+	}
+
+	o.UI.Step("source %s (%s): importer identity %s/%s, allowed to renew its own token", o.SourceName, o.Source.Describe(), grant.Namespace, grant.ServiceAccountName(o.TargetName))
+	for _, obj := range []runtime.Object{
+		grant.ImporterNamespace(),
+		grant.ImporterServiceAccount(o.TargetName),
+		grant.SelfRenewRole(o.TargetName),
+		grant.SelfRenewRoleBinding(o.TargetName),
+	} {
+		if err := apply(o.Source, obj); err != nil {
+			return res, err
+		}
+	}
+	if err := o.clusterWideGrant(ctx, apply); err != nil {
+		return res, err
+	}
+
+	server, ca, err := o.Source.ServerAndCA()
+	if err != nil {
+		return res, err
+	}
+	if o.SourceServer != "" {
+		server = o.SourceServer
+	}
+	tr, err := o.Source.MintToken(ctx, grant.Namespace, grant.ServiceAccountName(o.TargetName), o.TokenTTL, nil)
+	if err != nil {
+		return res, err
+	}
+	res.Expiration = tr.Status.ExpirationTimestamp.Time
+
+	o.UI.Step("target %s (%s): cluster credential %s/%s for %s", o.TargetName, o.Target.Describe(), v1alpha1.DefaultNamespace, o.SourceName, server)
+	if err := apply(o.Target, grant.ImporterNamespace()); err != nil {
+		return res, err
+	}
+	sai := &v1alpha1.ServiceAccountImport{
+		TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: "ServiceAccountImport"},
+		ObjectMeta: metav1.ObjectMeta{Name: o.SourceName, Namespace: v1alpha1.DefaultNamespace},
+		Spec: v1alpha1.ServiceAccountImportSpec{
+			ClusterName:       o.SourceName,
+			Namespace:         grant.Namespace,
+			Name:              grant.ServiceAccountName(o.TargetName),
+			ExpirationSeconds: ptr.To(int64(o.TokenTTL / time.Second)),
+		},
+	}
+	if err := apply(o.Target, sai); err != nil {
+		return res, err
+	}
+	// The secret's owner reference needs the import's UID.
+	current, err := (&imports.Client{Clients: o.Target}).Get(ctx, v1alpha1.DefaultNamespace, o.SourceName)
+	if err != nil {
+		return res, err
+	}
+	secret, err := credential.NewSecret(current, credential.Data{
+		ClusterName: o.SourceName,
+		Server:      server,
+		CAData:      ca,
+		Namespace:   grant.Namespace,
+		Token:       tr.Status.Token,
+	})
+	if err != nil {
+		return res, err
+	}
+	secret.TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"}
+	if err := apply(o.Target, secret); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// clusterWideGrant writes the original's cluster-wide reach when asked, and otherwise says
+// when an earlier run left one.
+func (o *Options) clusterWideGrant(ctx context.Context, apply func(*kube.Clients, runtime.Object) error) error {
+	if o.AllowAllServiceAccounts {
+		o.UI.Warn("--allow-all-service-accounts lets %s import ANY service account of %s, kube-system's included; prefer `kubectl mcsa allow` for the ones it needs", o.TargetName, o.SourceName)
+		if err := apply(o.Source, grant.ClusterImportRole(o.TargetName)); err != nil {
+			return err
+		}
+		return apply(o.Source, grant.ClusterImportRoleBinding(o.TargetName))
+	}
+	_, err := o.Source.Kube.RbacV1().ClusterRoleBindings().Get(ctx, grant.ClusterImportName(o.TargetName), metav1.GetOptions{})
+	if err == nil {
+		o.UI.Warn("%s may still import every service account of %s (an earlier --allow-all-service-accounts); revoke it with `kubectl mcsa disallow %s --all-service-accounts%s`",
+			o.TargetName, o.SourceName, o.TargetName, o.Source.ContextFlag())
+	}
+	return nil
+}

@@ -1,0 +1,417 @@
+package cmd
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
+	"github.com/kubectl-mcsa/kubectl-mcsa/internal/credential"
+	"github.com/kubectl-mcsa/kubectl-mcsa/internal/grant"
+	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/imports"
+	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/kube"
+	"github.com/kubectl-mcsa/kubectl-mcsa/test/controlplane"
+)
+
+// TestEndToEnd drives every command through the root command against two real control
+// planes, with the real controller running out of cluster against cluster1.
+func TestEndToEnd(t *testing.T) {
+	cs := controlplane.ForTest(t, "cluster1", "cluster2")
+	ctx := context.Background()
+	c1, c2 := cs[0].Clientset(), cs[1].Clientset()
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := controlplane.WriteKubeconfig(kubeconfig, cs...); err != nil {
+		t.Fatal(err)
+	}
+	mcsa := func(t *testing.T, args ...string) (string, string) {
+		t.Helper()
+		out, errOut, err := run(t, kubeconfig, args...)
+		if err != nil {
+			t.Fatalf("kubectl mcsa %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, out, errOut)
+		}
+		return out, errOut
+	}
+	mcsaErr := func(t *testing.T, args ...string) error {
+		t.Helper()
+		_, _, err := run(t, kubeconfig, args...)
+		if err == nil {
+			t.Fatalf("kubectl mcsa %s succeeded, want an error", strings.Join(args, " "))
+		}
+		return err
+	}
+
+	t.Run("missing CRD names the fix", func(t *testing.T) {
+		err := mcsaErr(t, "get", "--context", "cluster1")
+		if !strings.Contains(err.Error(), "run `kubectl mcsa install --context cluster1`") {
+			t.Fatalf("error does not name the fix: %v", err)
+		}
+		err = mcsaErr(t, "bootstrap", "cluster1", "cluster2")
+		if !strings.Contains(err.Error(), "kubectl mcsa install --context cluster1") {
+			t.Fatalf("bootstrap before install: %v", err)
+		}
+		// Nothing half-done: bootstrap checked the target before writing in the source.
+		if _, err := c2.CoreV1().Namespaces().Get(ctx, grant.Namespace, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Fatalf("bootstrap wrote in the source before failing: %v", err)
+		}
+	})
+
+	t.Run("install twice changes nothing the second time", func(t *testing.T) {
+		out, _ := mcsa(t, "install", "--context", "cluster1")
+		if !strings.Contains(out, "created") {
+			t.Fatalf("first install created nothing:\n%s", out)
+		}
+		out, _ = mcsa(t, "install", "--context", "cluster1")
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			if !strings.HasSuffix(line, " unchanged") {
+				t.Errorf("second install changed something: %s", line)
+			}
+		}
+	})
+
+	t.Run("rendered manifests pass server dry run", func(t *testing.T) {
+		err := mcsaErr(t, "install", "--dry-run=server", "--context", "cluster2")
+		if !strings.Contains(err.Error(), "needs namespace "+grant.Namespace+" to exist") {
+			t.Fatalf("server dry run on a fresh cluster: %v", err)
+		}
+		if _, err := c2.Discovery().ServerResourcesForGroupVersion(v1alpha1.GroupVersion.String()); !apierrors.IsNotFound(err) {
+			t.Fatalf("server dry run stored the CRD: %v", err)
+		}
+		// Where the namespace exists, every object passes the server's validation.
+		out, _ := mcsa(t, "install", "--dry-run=server", "--context", "cluster1")
+		if n := strings.Count(out, "(server dry run)"); n < 10 {
+			t.Fatalf("server dry run validated %d objects:\n%s", n, out)
+		}
+	})
+
+	controlplane.ControllerForTest(t, cs[0], "--namespace="+v1alpha1.DefaultNamespace)
+
+	t.Run("bootstrap twice, drift repaired", func(t *testing.T) {
+		mcsa(t, "bootstrap", "cluster1", "cluster2")
+		// Drift: someone removes the self-renew binding in cluster2 and breaks the credential.
+		if err := c2.RbacV1().RoleBindings(grant.Namespace).Delete(ctx, grant.SelfRenewName("cluster1"), metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		out, _ := mcsa(t, "bootstrap", "--target-context", "cluster1", "--source-context", "cluster2")
+		if !strings.Contains(out, "rolebinding.rbac.authorization.k8s.io/"+grant.SelfRenewName("cluster1")+" created") {
+			t.Errorf("drift not repaired:\n%s", out)
+		}
+		sas, _ := c2.CoreV1().ServiceAccounts(grant.Namespace).List(ctx, metav1.ListOptions{LabelSelector: grant.Selector("cluster1").String()})
+		roles, _ := c2.RbacV1().Roles(grant.Namespace).List(ctx, metav1.ListOptions{})
+		secrets, _ := c1.CoreV1().Secrets(v1alpha1.DefaultNamespace).List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.ImportNameKey + "=cluster2"})
+		if len(sas.Items) != 1 || len(roles.Items) != 1 || len(secrets.Items) != 1 {
+			t.Fatalf("duplicates after two bootstraps: %d service accounts, %d roles, %d credential secrets", len(sas.Items), len(roles.Items), len(secrets.Items))
+		}
+		// Least privilege: the importer's identity in cluster2 may renew its own token only.
+		cred := credential.Parse(secrets.Items[0].Data)
+		remote := kubernetes.NewForConfigOrDie(cred.RESTConfig())
+		if _, err := remote.CoreV1().Secrets("kube-system").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+			t.Errorf("the importer's identity can list secrets in cluster2: %v", err)
+		}
+	})
+
+	// The pod-lister of the original getting-started, in cluster2.
+	if _, err := c2.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "pod-lister"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c2.RbacV1().Roles("default").Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "pod-lister"},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list"}}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c2.RbacV1().RoleBindings("default").Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "pod-lister"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "pod-lister"},
+		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "pod-lister", Namespace: "default"}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	const name = "cluster2-default-pod-lister"
+	t.Run("import before allow reports Forbidden with the remedy", func(t *testing.T) {
+		out, errOut := mcsa(t, "import", "cluster2/default/pod-lister", "--context", "cluster1")
+		if !strings.Contains(out, name+" created") || !strings.Contains(errOut, v1alpha1.ImportNameKey+": "+name) {
+			t.Fatalf("unexpected output:\n%s\n%s", out, errOut)
+		}
+		err := mcsaErr(t, "import", "cluster2/default/pod-lister", "--context", "cluster1", "--wait", "--timeout", "60s")
+		if !strings.Contains(err.Error(), v1alpha1.ReasonForbidden) || !strings.Contains(err.Error(), "kubectl mcsa allow cluster1 default/pod-lister --context cluster2") {
+			t.Fatalf("error does not say Forbidden with the allow command: %v", err)
+		}
+		// Same name, other service account: a collision, not an overwrite.
+		err = mcsaErr(t, "import", name, "--cluster", "cluster2", "--remote-namespace", "default", "--service-account", "other", "--context", "cluster1")
+		if !strings.Contains(err.Error(), "--overwrite") {
+			t.Fatalf("collision error does not name --overwrite: %v", err)
+		}
+	})
+
+	t.Run("allow makes it ready", func(t *testing.T) {
+		mcsa(t, "allow", "cluster1", "default/pod-lister", "--context", "cluster2")
+		_, errOut := mcsa(t, "import", "cluster2/default/pod-lister", "--context", "cluster1", "--wait", "--timeout", "60s")
+		if !strings.Contains(errOut, "ready") {
+			t.Fatalf("unexpected output: %s", errOut)
+		}
+		out, _ := mcsa(t, "get", "--context", "cluster1")
+		if !strings.Contains(out, name) || !strings.Contains(out, "default/pod-lister") || !strings.Contains(out, "True") {
+			t.Fatalf("get does not show the ready import:\n%s", out)
+		}
+		out, _ = mcsa(t, "get", name, "-o", "name", "--context", "cluster1")
+		if strings.TrimSpace(out) != "serviceaccountimport.multicluster.admiralty.io/"+name {
+			t.Fatalf("-o name: %q", out)
+		}
+	})
+
+	t.Run("inspect shows the remote identity and its rules", func(t *testing.T) {
+		out, _ := mcsa(t, "inspect", name, "--can-i", "list,pods", "--context", "cluster1")
+		for _, want := range []string{"decoded, NOT verified", "system:serviceaccount:default:pod-lister", cs[1].Issuer,
+			"authenticated as system:serviceaccount:default:pod-lister", "list", "pods", "can-i list pods in default: yes"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("inspect output lacks %q:\n%s", want, out)
+			}
+		}
+		out, _ = mcsa(t, "inspect", name, "--can-i", "get,secrets", "-o", "json", "--context", "cluster1")
+		if !strings.Contains(out, `"allowed": false`) {
+			t.Errorf("the imported identity may read secrets:\n%s", out)
+		}
+		// A token revoked by deleting the secret it is bound to: the live check reports the
+		// server's answer rather than failing.
+		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "short-lived"}}
+		if _, err := c2.CoreV1().ServiceAccounts("default").Create(ctx, sa, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		bound, err := c2.CoreV1().Secrets("default").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "bound"}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr, err := c2.CoreV1().ServiceAccounts("default").CreateToken(ctx, "short-lived", &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+			BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Secret", APIVersion: "v1", Name: bound.Name, UID: bound.UID},
+		}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c2.CoreV1().Secrets("default").Delete(ctx, bound.Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		for file, data := range map[string]string{"token": tr.Status.Token, "server": cs[1].Server, "ca.crt": string(cs[1].CAData), "namespace": "default"} {
+			if err := os.WriteFile(filepath.Join(dir, file), []byte(data), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out, _ = mcsa(t, "inspect", "--token-file", filepath.Join(dir, "token"))
+		if !strings.Contains(out, "Bound to:") || !strings.Contains(out, "Secret/bound") || !strings.Contains(out, "refused the token (401 Unauthorized)") {
+			t.Errorf("inspect of a revoked token:\n%s", out)
+		}
+	})
+
+	t.Run("mounts", func(t *testing.T) {
+		// Without a node the installed webhook is unreachable, and annotated pods would be
+		// refused: pods are created here as the webhook would have mutated them.
+		if err := c1.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(ctx, "mcsa-automount", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		mounted := func(name string, containers ...string) *corev1.Pod {
+			p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{v1alpha1.ImportNameKey: "cluster2-default-pod-lister"}}}
+			p.Spec.Volumes = []corev1.Volume{{Name: v1alpha1.VolumeName("cluster2-default-pod-lister"),
+				VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: v1alpha1.SecretName("cluster2-default-pod-lister")}}}}
+			for _, c := range containers {
+				p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: c, Image: "example.invalid/x:v1",
+					VolumeMounts: []corev1.VolumeMount{{Name: p.Spec.Volumes[0].Name, MountPath: v1alpha1.MountPath("cluster2-default-pod-lister"), ReadOnly: true}}})
+			}
+			return p
+		}
+		good := mounted("good", "main", "sidecar")
+		bad := mounted("missing-mount", "main", "sidecar")
+		bad.Spec.Containers[1].VolumeMounts = nil
+		ghost := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "ghost", Annotations: map[string]string{v1alpha1.ImportNameKey: "nope"}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: "example.invalid/x:v1"}}}}
+		for _, p := range []*corev1.Pod{good, bad, ghost} {
+			if _, err := c1.CoreV1().Pods("default").Create(ctx, p, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out, _ := mcsa(t, "mounts", "good", "--context", "cluster1")
+		if !strings.Contains(out, "every import is mounted in every container") {
+			t.Errorf("mounts of a correctly mutated pod:\n%s", out)
+		}
+		stdout, _, err := run(t, kubeconfig, "mounts", "missing-mount", "--context", "cluster1")
+		if err == nil || !strings.Contains(stdout, "container sidecar lacks the mount") {
+			t.Errorf("mounts of a pod missing a mount: %v\n%s", err, stdout)
+		}
+		stdout, _, err = run(t, kubeconfig, "mounts", "ghost", "--context", "cluster1")
+		if err == nil || !strings.Contains(stdout, "import not found") || !strings.Contains(stdout, "kubectl mcsa import nope") {
+			t.Errorf("mounts of a pod naming a missing import: %v\n%s", err, stdout)
+		}
+	})
+
+	t.Run("doctor", func(t *testing.T) {
+		check := func(t *testing.T, want ...string) string {
+			t.Helper()
+			out, _, err := run(t, kubeconfig, "doctor", "--context", "cluster1")
+			if err == nil {
+				t.Errorf("doctor found nothing wrong:\n%s", out)
+			}
+			for _, w := range want {
+				if !strings.Contains(out, w) {
+					t.Errorf("doctor output lacks %q:\n%s", w, out)
+				}
+			}
+			return out
+		}
+		// The webhook configuration was deleted by the mounts test.
+		out := check(t, "✓ crd", "✗ webhook", "MutatingWebhookConfiguration mcsa-automount not found", "✓ cluster cluster2", "reachable at "+cs[1].Server)
+		// Restore it, without a CA bundle.
+		mcsa(t, "install", "--context", "cluster1")
+		if strings.Contains(out, "cluster cluster2 grants") {
+			t.Errorf("doctor reports grants missing while the import is allowed:\n%s", out)
+		}
+		w, err := c1.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "mcsa-automount", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(w.Webhooks[0].ClientConfig.CABundle) == 0 {
+			check(t, "has no CA bundle")
+		}
+		// A remote grant removed: the importer may no longer renew its credential.
+		if err := c2.RbacV1().RoleBindings(grant.Namespace).Delete(ctx, grant.SelfRenewName("cluster1"), metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		check(t, "✗ cluster cluster2", "may not renew its own token", "kubectl mcsa bootstrap THIS_CONTEXT cluster2")
+		mcsa(t, "bootstrap", "cluster1", "cluster2")
+		// An invalid credential.
+		secret, err := c1.CoreV1().Secrets(v1alpha1.DefaultNamespace).Get(ctx, v1alpha1.SecretName("cluster2"), metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		saved := secret.DeepCopy()
+		secret.Data["token"] = []byte("eyJhbGciOiJSUzI1NiJ9.eyJleHAiOjQxMDI0NDQ4MDB9.c2ln")
+		if _, err := c1.CoreV1().Secrets(v1alpha1.DefaultNamespace).Update(ctx, secret, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		check(t, "✗ cluster cluster2", "refuses the credential")
+		// An expired one.
+		secret, _ = c1.CoreV1().Secrets(v1alpha1.DefaultNamespace).Get(ctx, v1alpha1.SecretName("cluster2"), metav1.GetOptions{})
+		secret.Data["token"] = []byte("eyJhbGciOiJSUzI1NiJ9.eyJleHAiOjE2MDAwMDAwMDB9.c2ln")
+		if _, err := c1.CoreV1().Secrets(v1alpha1.DefaultNamespace).Update(ctx, secret, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		check(t, "✗ cluster cluster2", "credential expired")
+		saved.ResourceVersion = ""
+		secret, _ = c1.CoreV1().Secrets(v1alpha1.DefaultNamespace).Get(ctx, v1alpha1.SecretName("cluster2"), metav1.GetOptions{})
+		secret.Data = saved.Data
+		if _, err := c1.CoreV1().Secrets(v1alpha1.DefaultNamespace).Update(ctx, secret, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		out, _, _ = run(t, kubeconfig, "doctor", "--all-contexts", "-o", "json")
+		if !strings.Contains(out, `"context": "cluster2"`) || !strings.Contains(out, "source only: cluster1 may import") {
+			t.Errorf("doctor --all-contexts:\n%s", out)
+		}
+	})
+
+	t.Run("kubeconfig works with kubectl", func(t *testing.T) {
+		out, _ := mcsa(t, "kubeconfig", name, "--context", "cluster1")
+		path := filepath.Join(t.TempDir(), "remote.kubeconfig")
+		if err := os.WriteFile(path, []byte(out), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		kubectl, err := exec.LookPath("kubectl")
+		if err != nil {
+			t.Skip("kubectl not on PATH")
+		}
+		b, err := exec.Command(kubectl, "--kubeconfig", path, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").CombinedOutput()
+		if err != nil || string(b) != "system:serviceaccount:default:pod-lister" {
+			t.Fatalf("kubectl auth whoami with the kubeconfig: %s %v", b, err)
+		}
+		if b, err := exec.Command(kubectl, "--kubeconfig", path, "get", "pods").CombinedOutput(); err != nil {
+			t.Fatalf("kubectl get pods with the kubeconfig: %s %v", b, err)
+		}
+		if b, err := exec.Command(kubectl, "--kubeconfig", path, "get", "secrets").CombinedOutput(); err == nil {
+			t.Fatalf("the imported identity can read secrets: %s", b)
+		}
+	})
+
+	t.Run("rotate gives a new expiry", func(t *testing.T) {
+		client := &imports.Client{Clients: mustClients(t, kubeconfig, "cluster1")}
+		before, err := client.Get(ctx, "default", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1100 * time.Millisecond) // token timestamps have a one-second resolution
+		_, errOut := mcsa(t, "rotate", name, "--wait", "--context", "cluster1")
+		after, err := client.Get(ctx, "default", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !after.Status.ExpirationTimestamp.After(before.Status.ExpirationTimestamp.Time) || !strings.Contains(errOut, "new token issued") {
+			t.Fatalf("expiry did not move: %v → %v (%s)", before.Status.ExpirationTimestamp, after.Status.ExpirationTimestamp, errOut)
+		}
+	})
+
+	t.Run("disallow makes the next refresh Forbidden", func(t *testing.T) {
+		mcsa(t, "disallow", "cluster1", "default/pod-lister", "--context", "cluster2")
+		if _, err := c2.RbacV1().Roles("default").Get(ctx, grant.ImportName("cluster1"), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Fatalf("grant still there: %v", err)
+		}
+		err := mcsaErr(t, "rotate", name, "--wait", "--timeout", "30s", "--context", "cluster1")
+		if !strings.Contains(err.Error(), v1alpha1.ReasonForbidden) {
+			t.Fatalf("rotate after disallow: %v", err)
+		}
+	})
+
+	t.Run("export applies in another cluster as a working credential", func(t *testing.T) {
+		out, _ := mcsa(t, "export", "pod-lister", "-n", "default", "--context", "cluster2", "--as", "pushed", "--ttl", "1h")
+		var secret corev1.Secret
+		if err := yaml.Unmarshal([]byte(out), &secret); err != nil {
+			t.Fatalf("export printed no Secret: %v\n%s", err, out)
+		}
+		if _, err := c1.CoreV1().Secrets("default").Create(ctx, &secret, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := c1.CoreV1().Secrets("default").Get(ctx, "pushed", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		remote := kubernetes.NewForConfigOrDie(credential.Parse(got.Data).RESTConfig())
+		if _, err := remote.CoreV1().Pods("default").List(ctx, metav1.ListOptions{}); err != nil {
+			t.Fatalf("the exported credential does not list pods in cluster2: %v", err)
+		}
+	})
+
+	t.Run("uninstall", func(t *testing.T) {
+		out, errOut := mcsa(t, "uninstall", "--context", "cluster1")
+		if !strings.Contains(out, "deployment.apps/mcsa-controller deleted") || !strings.Contains(errOut, "--delete-imports") {
+			t.Fatalf("unexpected output:\n%s\n%s", out, errOut)
+		}
+		if _, err := c1.AppsV1().Deployments(grant.Namespace).Get(ctx, "mcsa-controller", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Fatalf("deployment still there: %v", err)
+		}
+		if _, err := c1.CoreV1().Namespaces().Get(ctx, grant.Namespace, metav1.GetOptions{}); err != nil {
+			t.Fatalf("namespace with the cluster credentials not kept: %v", err)
+		}
+		mcsa(t, "uninstall", "--delete-imports", "--context", "cluster1")
+		err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			_, err := c1.Discovery().ServerResourcesForGroupVersion(v1alpha1.GroupVersion.String())
+			return apierrors.IsNotFound(err), nil
+		})
+		if err != nil {
+			t.Fatal("CRD still served after uninstall --delete-imports")
+		}
+	})
+}
+
+func mustClients(t *testing.T, kubeconfig, context string) *kube.Clients {
+	t.Helper()
+	cl, err := kube.New(kube.ForContext(kubeconfig, context))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}

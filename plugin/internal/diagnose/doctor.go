@@ -1,0 +1,387 @@
+package diagnose
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/duration"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
+	"github.com/kubectl-mcsa/kubectl-mcsa/internal/credential"
+	"github.com/kubectl-mcsa/kubectl-mcsa/internal/grant"
+	"github.com/kubectl-mcsa/kubectl-mcsa/manifests"
+	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/imports"
+	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/inspect"
+	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/kube"
+)
+
+// Names of the installed objects doctor looks at.
+const (
+	ControllerDeployment = "mcsa-controller"
+	ServingCertSecret    = "mcsa-webhook-serving-cert"
+	crdName              = "serviceaccountimports.multicluster.admiralty.io"
+	crdFile              = "crd/multicluster.admiralty.io_serviceaccountimports.yaml"
+)
+
+// Check is one line of doctor's answer.
+type Check struct {
+	Context string `json:"context,omitempty"`
+	Name    string `json:"name"`
+	OK      bool   `json:"ok"`
+	Message string `json:"message"`
+	Remedy  string `json:"remedy,omitempty"`
+}
+
+// Doctor checks one cluster: the installation, its cluster credentials and its imports.
+func Doctor(ctx context.Context, cl *kube.Clients, now time.Time) []Check {
+	d := &doctor{cl: cl, now: now}
+	if !d.crd(ctx) {
+		return d.checks
+	}
+	d.controller(ctx)
+	d.webhook(ctx)
+	d.credentials(ctx)
+	d.imports(ctx)
+	return d.checks
+}
+
+type doctor struct {
+	cl     *kube.Clients
+	now    time.Time
+	checks []Check
+}
+
+func (d *doctor) add(name string, ok bool, message, remedy string) {
+	d.checks = append(d.checks, Check{Context: d.cl.Context, Name: name, OK: ok, Message: message, Remedy: remedy})
+}
+
+func (d *doctor) install() string { return "kubectl mcsa install" + d.cl.ContextFlag() }
+
+var crdResource = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+
+// crd checks that the API is installed and matches this plugin's; without it, nothing else
+// applies, except saying whether the cluster is a source others import from.
+func (d *doctor) crd(ctx context.Context) bool {
+	live, err := d.cl.Dynamic.Resource(crdResource).Get(ctx, crdName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		if sources := d.importers(ctx); len(sources) > 0 {
+			d.add("role", true, fmt.Sprintf("source only: %s may import from this cluster (no importer installed here)", strings.Join(sources, ", ")), "")
+			return false
+		}
+		d.add("crd", false, "the ServiceAccountImport API is not installed", d.install())
+		return false
+	}
+	if err != nil {
+		d.add("crd", false, d.cl.APIError(err).Error(), "")
+		return false
+	}
+	b, err := manifests.FS.ReadFile(crdFile)
+	if err != nil {
+		d.add("crd", false, err.Error(), "")
+		return false
+	}
+	var shipped map[string]any
+	if err := yaml.Unmarshal(b, &shipped); err != nil {
+		d.add("crd", false, err.Error(), "")
+		return false
+	}
+	want, _, _ := unstructured.NestedSlice(shipped, "spec", "versions")
+	got, _, _ := unstructured.NestedSlice(live.Object, "spec", "versions")
+	if !reflect.DeepEqual(normalize(want), normalize(got)) {
+		d.add("crd", false, "the ServiceAccountImport API differs from this plugin's version", d.install())
+		return true
+	}
+	d.add("crd", true, "the ServiceAccountImport API is installed and current", "")
+	return true
+}
+
+// normalize makes YAML-decoded and API-returned values comparable (numbers, defaults).
+func normalize(v any) any {
+	b, _ := json.Marshal(v)
+	var out any
+	_ = json.Unmarshal(b, &out)
+	return out
+}
+
+func (d *doctor) importers(ctx context.Context) []string {
+	l, err := d.cl.Kube.CoreV1().ServiceAccounts(grant.Namespace).List(ctx, metav1.ListOptions{LabelSelector: grant.ManagedByLabel + "=" + grant.ManagedBy})
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for _, sa := range l.Items {
+		names = append(names, sa.Name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func (d *doctor) controller(ctx context.Context) {
+	dep, err := d.cl.Kube.AppsV1().Deployments(v1alpha1.DefaultNamespace).Get(ctx, ControllerDeployment, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		d.add("controller", false, "deployment "+ControllerDeployment+" not found", d.install())
+		return
+	}
+	if err != nil {
+		d.add("controller", false, d.cl.APIError(err).Error(), "")
+		return
+	}
+	want := int32(1)
+	if dep.Spec.Replicas != nil {
+		want = *dep.Spec.Replicas
+	}
+	if dep.Status.AvailableReplicas < 1 {
+		d.add("controller", false, fmt.Sprintf("deployment %s has no available replica (%d/%d)", ControllerDeployment, dep.Status.AvailableReplicas, want),
+			fmt.Sprintf("kubectl%s -n %s describe deployment %s; kubectl%s -n %s logs deploy/%s", d.cl.ContextFlag(), v1alpha1.DefaultNamespace, ControllerDeployment, d.cl.ContextFlag(), v1alpha1.DefaultNamespace, ControllerDeployment))
+		return
+	}
+	d.add("controller", true, fmt.Sprintf("deployment %s available (%d/%d)", ControllerDeployment, dep.Status.AvailableReplicas, want), "")
+}
+
+func (d *doctor) webhook(ctx context.Context) {
+	w, err := d.cl.Kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, WebhookConfigurationName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		d.add("webhook", false, "MutatingWebhookConfiguration "+WebhookConfigurationName+" not found", d.install())
+		return
+	}
+	if err != nil {
+		d.add("webhook", false, d.cl.APIError(err).Error(), "")
+		return
+	}
+	restart := fmt.Sprintf("the controller injects it: check `kubectl%s -n %s logs deploy/%s`", d.cl.ContextFlag(), v1alpha1.DefaultNamespace, ControllerDeployment)
+	var bundle []byte
+	for _, wh := range w.Webhooks {
+		if len(wh.ClientConfig.CABundle) == 0 {
+			d.add("webhook", false, fmt.Sprintf("webhook %s has no CA bundle: the API server cannot call it and annotated pods are rejected", wh.Name), restart)
+			return
+		}
+		bundle = wh.ClientConfig.CABundle
+	}
+	secret, err := d.cl.Kube.CoreV1().Secrets(v1alpha1.DefaultNamespace).Get(ctx, ServingCertSecret, metav1.GetOptions{})
+	if err != nil {
+		d.add("webhook", false, "serving certificate: "+d.cl.APIError(err).Error(), d.install())
+		return
+	}
+	cert, err := parseCert(secret.Data["tls.crt"])
+	if err != nil {
+		d.add("webhook", false, "serving certificate: "+err.Error(), restart)
+		return
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(bundle) {
+		d.add("webhook", false, "the webhook's CA bundle holds no certificate", restart)
+		return
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: d.now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+		d.add("webhook", false, "the serving certificate does not verify against the webhook's CA bundle: "+err.Error(), restart)
+		return
+	}
+	d.add("webhook", true, fmt.Sprintf("CA injected and matching the serving certificate, which expires in %s", duration.HumanDuration(cert.NotAfter.Sub(d.now))), "")
+}
+
+func parseCert(b []byte) (*x509.Certificate, error) {
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil, fmt.Errorf("no certificate in secret %s (key tls.crt)", ServingCertSecret)
+	}
+	return x509.ParseCertificate(block.Bytes)
+}
+
+// credentials checks each cluster credential: secret, expiry, reachability with its token and
+// the importer's rights there.
+func (d *doctor) credentials(ctx context.Context) {
+	client := &imports.Client{Clients: d.cl}
+	creds, err := client.List(ctx, v1alpha1.DefaultNamespace)
+	if err != nil {
+		d.add("clusters", false, err.Error(), "")
+		return
+	}
+	all, err := client.List(ctx, "")
+	if err != nil {
+		d.add("clusters", false, err.Error(), "")
+		return
+	}
+	found := false
+	for i := range creds {
+		sai := &creds[i]
+		if sai.Name != sai.Spec.ClusterName {
+			continue
+		}
+		found = true
+		d.credential(ctx, client, sai, all)
+	}
+	if !found {
+		d.add("clusters", true, "no remote cluster yet", "kubectl mcsa bootstrap THIS_CONTEXT OTHER_CONTEXT")
+	}
+}
+
+func (d *doctor) credential(ctx context.Context, client *imports.Client, sai *v1alpha1.ServiceAccountImport, all []v1alpha1.ServiceAccountImport) {
+	name := "cluster " + sai.Name
+	rebootstrap := fmt.Sprintf("re-run `kubectl mcsa bootstrap THIS_CONTEXT %s`", sai.Name)
+	secret, err := client.Secret(ctx, sai)
+	if err != nil {
+		d.add(name, false, err.Error(), rebootstrap)
+		return
+	}
+	cred := credential.Parse(secret.Data)
+	claims, err := inspect.DecodeToken(cred.Token)
+	if err != nil {
+		d.add(name, false, "credential token unreadable: "+err.Error(), rebootstrap)
+		return
+	}
+	if left := claims.TimeLeft(d.now); left <= 0 {
+		d.add(name, false, fmt.Sprintf("credential expired %s ago: the importer could not renew it", duration.HumanDuration(-left)), rebootstrap)
+		return
+	}
+	cfg := cred.RESTConfig()
+	cfg.Timeout = 10 * time.Second
+	remote, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		d.add(name, false, err.Error(), rebootstrap)
+		return
+	}
+	rules, err := remote.AuthorizationV1().SelfSubjectRulesReviews().Create(ctx, &authorizationv1.SelfSubjectRulesReview{
+		Spec: authorizationv1.SelfSubjectRulesReviewSpec{Namespace: grant.Namespace},
+	}, metav1.CreateOptions{})
+	switch {
+	case apierrors.IsUnauthorized(err):
+		d.add(name, false, "the remote API server refuses the credential (expired, revoked, or the cluster was rebuilt)", rebootstrap)
+		return
+	case err != nil:
+		d.add(name, false, fmt.Sprintf("unreachable at %s: %v", cred.Server, err), "check the URL (bootstrap --source-server) and the network from this cluster")
+		return
+	}
+	selfRenew := false
+	for _, r := range rules.Status.ResourceRules {
+		for _, res := range r.Resources {
+			if res == "serviceaccounts/token" && containsAll(r.Verbs, "create") && containsAll(r.ResourceNames, sai.Spec.Name) {
+				selfRenew = true
+			}
+		}
+	}
+	if !selfRenew {
+		d.add(name, false, "the importer may not renew its own token there: its grant was removed", rebootstrap)
+		return
+	}
+	// Which imports of this cluster B still grants.
+	var granted, denied []string
+	for _, imp := range all {
+		if imp.Spec.ClusterName != sai.Name || (imp.Namespace == sai.Namespace && imp.Name == sai.Name) {
+			continue
+		}
+		review, err := remote.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Namespace: imp.Spec.Namespace, Verb: "create", Resource: "serviceaccounts", Subresource: "token", Name: imp.Spec.Name,
+			}},
+		}, metav1.CreateOptions{})
+		id := imp.Namespace + "/" + imp.Name
+		if err != nil || !review.Status.Allowed {
+			denied = append(denied, id)
+		} else {
+			granted = append(granted, id)
+		}
+	}
+	msg := fmt.Sprintf("reachable at %s; credential expires in %s; the importer may renew it", cred.Server, duration.HumanDuration(claims.TimeLeft(d.now)))
+	if len(granted)+len(denied) > 0 {
+		msg += fmt.Sprintf(" and import %d of %d import(s)", len(granted), len(granted)+len(denied))
+	}
+	d.add(name, true, msg, "")
+	if len(denied) > 0 {
+		d.add(name+" grants", false, "not granted in "+sai.Name+": "+strings.Join(denied, ", "),
+			fmt.Sprintf("in %s: kubectl mcsa allow THIS_CLUSTER NAMESPACE/SERVICEACCOUNT (see `kubectl mcsa get -A -o wide%s`)", sai.Name, d.cl.ContextFlag()))
+	}
+}
+
+func containsAll(list []string, want ...string) bool {
+	for _, w := range want {
+		found := false
+		for _, l := range list {
+			if l == w || l == "*" {
+				found = true
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// imports groups the imports that are not ready by reason.
+func (d *doctor) imports(ctx context.Context) {
+	all, err := (&imports.Client{Clients: d.cl}).List(ctx, "")
+	if err != nil {
+		d.add("imports", false, err.Error(), "")
+		return
+	}
+	byReason := map[string][]string{}
+	example := map[string]string{}
+	for i := range all {
+		sai := &all[i]
+		c := imports.Ready(sai)
+		reason := "Pending"
+		msg := "the importer has not reported on it"
+		if c != nil {
+			if c.Status == metav1.ConditionTrue {
+				continue
+			}
+			reason, msg = c.Reason, c.Message
+		}
+		byReason[reason] = append(byReason[reason], sai.Namespace+"/"+sai.Name)
+		if _, ok := example[reason]; !ok {
+			example[reason] = msg
+		}
+	}
+	if len(byReason) == 0 {
+		d.add("imports", true, fmt.Sprintf("%d import(s), all ready", len(all)), "")
+		return
+	}
+	reasons := make([]string, 0, len(byReason))
+	for r := range byReason {
+		reasons = append(reasons, r)
+	}
+	sort.Strings(reasons)
+	for _, r := range reasons {
+		names := byReason[r]
+		sort.Strings(names)
+		d.add("imports "+r, false, fmt.Sprintf("%d import(s) not ready: %s", len(names), strings.Join(names, ", ")), example[r])
+	}
+}
+
+// PrintChecks writes one line per check, with its remedy under failed ones.
+func PrintChecks(w io.Writer, checks []Check, mark func(bool) string) {
+	width := 0
+	for _, c := range checks {
+		width = max(width, len(c.Name))
+	}
+	current := "\x00"
+	for _, c := range checks {
+		if c.Context != current {
+			current = c.Context
+			name := c.Context
+			if name == "" {
+				name = "(current context)"
+			}
+			fmt.Fprintf(w, "Context %s:\n", name)
+		}
+		fmt.Fprintf(w, "  %s %-*s  %s\n", mark(c.OK), width, c.Name, c.Message)
+		if !c.OK && c.Remedy != "" {
+			fmt.Fprintf(w, "    → %s\n", c.Remedy)
+		}
+	}
+}

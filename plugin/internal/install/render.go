@@ -1,0 +1,114 @@
+// Package install renders the in-cluster parts from the manifests embedded in the plugin and
+// applies or removes them with server-side apply.
+package install
+
+import (
+	"fmt"
+	"io/fs"
+	"path"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/api/types"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kubectl-mcsa/kubectl-mcsa/internal/version"
+	"github.com/kubectl-mcsa/kubectl-mcsa/manifests"
+)
+
+// DefaultImage is the controller image named in the shipped manifests, which the generated
+// overlay rewrites.
+const DefaultImage = "ghcr.io/kubectl-mcsa/mcsa-controller"
+
+// Params are the installation's parameters; they become a kustomize overlay, never text
+// substitutions in the manifests.
+type Params struct {
+	// Image overrides the controller image: "name", "name:tag" or "name@sha256:…". Empty
+	// means DefaultImage at this plugin's version.
+	Image string
+}
+
+// Overlay is the kustomization.yaml that Render builds on top of the shipped manifests,
+// which it finds at base (a path relative to the overlay's folder).
+func Overlay(p Params, base string) ([]byte, error) {
+	img := types.Image{Name: DefaultImage}
+	switch {
+	case p.Image != "":
+		name, tag, digest := splitImage(p.Image)
+		img.NewName, img.NewTag, img.Digest = name, tag, digest
+	case version.Version != "dev":
+		img.NewTag = version.Version
+	}
+	k := types.Kustomization{
+		TypeMeta:  types.TypeMeta{APIVersion: types.KustomizationVersion, Kind: types.KustomizationKind},
+		Resources: []string{base},
+	}
+	if img.NewName != "" || img.NewTag != "" || img.Digest != "" {
+		k.Images = []types.Image{img}
+	}
+	return yaml.Marshal(k)
+}
+
+// splitImage splits an image reference into name, tag and digest; the tag's colon is the
+// last one after the last slash, so registry ports are kept in the name.
+func splitImage(ref string) (name, tag, digest string) {
+	if i := strings.Index(ref, "@"); i >= 0 {
+		ref, digest = ref[:i], ref[i+1:]
+	}
+	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
+		ref, tag = ref[:i], ref[i+1:]
+	}
+	return ref, tag, digest
+}
+
+// Render builds the manifests with kustomize, in memory, from the embedded folders and the
+// overlay for p. The result is what `kubectl kustomize` prints for the same overlay.
+func Render(p Params) ([]byte, error) {
+	mem := filesys.MakeFsInMemory()
+	err := fs.WalkDir(manifests.FS, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".yaml") {
+			return err
+		}
+		b, err := manifests.FS.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return mem.WriteFile(path.Join("/manifests", p), b)
+	})
+	if err != nil {
+		return nil, err
+	}
+	overlay, err := Overlay(p, "../manifests/default")
+	if err != nil {
+		return nil, err
+	}
+	if err := mem.WriteFile("/overlay/kustomization.yaml", overlay); err != nil {
+		return nil, err
+	}
+	opts := krusty.MakeDefaultOptions()
+	// The order `kubectl kustomize` uses: namespaces and CRDs first, webhooks last.
+	opts.Reorder = krusty.ReorderOptionLegacy
+	res, err := krusty.MakeKustomizer(opts).Run(mem, "/overlay")
+	if err != nil {
+		return nil, fmt.Errorf("rendering the manifests: %w", err)
+	}
+	return res.AsYaml()
+}
+
+// Objects splits a rendered YAML stream into objects, in order.
+func Objects(rendered []byte) ([]*unstructured.Unstructured, error) {
+	var objs []*unstructured.Unstructured
+	for _, doc := range strings.Split(string(rendered), "\n---\n") {
+		if strings.TrimSpace(doc) == "" {
+			continue
+		}
+		var m map[string]any
+		if err := yaml.Unmarshal([]byte(doc), &m); err != nil {
+			return nil, err
+		}
+		objs = append(objs, &unstructured.Unstructured{Object: m})
+	}
+	return objs, nil
+}

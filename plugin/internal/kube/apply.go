@@ -1,0 +1,161 @@
+package kube
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+)
+
+// FieldManager owns every field the plugin writes.
+const FieldManager = "kubectl-mcsa"
+
+// Action is what a write did to an object, in kubectl's words.
+type Action string
+
+// Actions.
+const (
+	Created    Action = "created"
+	Configured Action = "configured"
+	Unchanged  Action = "unchanged"
+	Deleted    Action = "deleted"
+	Kept       Action = "kept"
+	NotFound   Action = "not found"
+)
+
+// Result is one object and what happened to it.
+type Result struct {
+	Object *unstructured.Unstructured
+	Action Action
+}
+
+// String is kubectl's `kind.group/name action` line.
+func (r Result) String() string {
+	gvk := r.Object.GroupVersionKind()
+	kind := gvk.Kind
+	if gvk.Group != "" {
+		kind += "." + gvk.Group
+	}
+	return fmt.Sprintf("%s/%s %s", lowerASCII(kind), r.Object.GetName(), r.Action)
+}
+
+func lowerASCII(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+// ToUnstructured converts a typed object (with TypeMeta set) for the dynamic client.
+func ToUnstructured(obj runtime.Object) (*unstructured.Unstructured, error) {
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		return nil, err
+	}
+	u := &unstructured.Unstructured{Object: m}
+	// Server-side apply must not send a creation timestamp or an empty status.
+	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
+	unstructured.RemoveNestedField(u.Object, "status")
+	return u, nil
+}
+
+// ResourceFor is the dynamic client of obj's kind and namespace. A kind unknown to a cached
+// discovery (from a CRD just applied) triggers one refresh.
+func (c *Clients) ResourceFor(obj *unstructured.Unstructured) (dynamic.ResourceInterface, error) {
+	gvk := obj.GroupVersionKind()
+	mapping, err := c.Mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if r, ok := c.Mapper.(meta.ResettableRESTMapper); ok && meta.IsNoMatchError(err) {
+		r.Reset()
+		mapping, err = c.Mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	}
+	if err != nil {
+		return nil, err
+	}
+	r := c.Dynamic.Resource(mapping.Resource)
+	if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
+		return r.Namespace(obj.GetNamespace()), nil
+	}
+	return r, nil
+}
+
+// Apply server-side applies obj (typed or unstructured) with the plugin's field manager,
+// taking over fields others changed (force): re-running a command repairs drift.
+func (c *Clients) Apply(ctx context.Context, obj runtime.Object, dryRun bool) (Result, error) {
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		var err error
+		if u, err = ToUnstructured(obj); err != nil {
+			return Result{}, err
+		}
+	}
+	r, err := c.ResourceFor(u)
+	if err != nil {
+		return Result{Object: u}, err
+	}
+	before, err := r.Get(ctx, u.GetName(), metav1.GetOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return Result{Object: u}, c.APIError(err)
+	}
+	data, err := json.Marshal(u.Object)
+	if err != nil {
+		return Result{Object: u}, err
+	}
+	force := true
+	opts := metav1.PatchOptions{FieldManager: FieldManager, Force: &force}
+	if dryRun {
+		opts.DryRun = []string{metav1.DryRunAll}
+	}
+	after, err := r.Patch(ctx, u.GetName(), types.ApplyPatchType, data, opts)
+	if err != nil {
+		return Result{Object: u}, fmt.Errorf("applying %s %s in %s: %w", u.GetKind(), u.GetName(), c.Describe(), c.APIError(err))
+	}
+	res := Result{Object: u, Action: Unchanged}
+	switch {
+	case before == nil:
+		res.Action = Created
+	case before.GetResourceVersion() != after.GetResourceVersion():
+		res.Action = Configured
+	}
+	return res, nil
+}
+
+// Delete deletes obj, reporting NotFound rather than failing when it is already gone.
+func (c *Clients) Delete(ctx context.Context, obj runtime.Object, dryRun bool) (Result, error) {
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		var err error
+		if u, err = ToUnstructured(obj); err != nil {
+			return Result{}, err
+		}
+	}
+	r, err := c.ResourceFor(u)
+	if meta.IsNoMatchError(err) {
+		return Result{Object: u, Action: NotFound}, nil
+	}
+	if err != nil {
+		return Result{Object: u}, err
+	}
+	policy := metav1.DeletePropagationBackground
+	opts := metav1.DeleteOptions{PropagationPolicy: &policy}
+	if dryRun {
+		opts.DryRun = []string{metav1.DryRunAll}
+	}
+	err = r.Delete(ctx, u.GetName(), opts)
+	switch {
+	case apierrors.IsNotFound(err):
+		return Result{Object: u, Action: NotFound}, nil
+	case err != nil:
+		return Result{Object: u}, fmt.Errorf("deleting %s %s in %s: %w", u.GetKind(), u.GetName(), c.Describe(), c.APIError(err))
+	}
+	return Result{Object: u, Action: Deleted}, nil
+}
