@@ -12,7 +12,7 @@ PKGS ?= ./...
 
 COMMANDS := $(wildcard plugin/cmd/* incluster/cmd/* incluster/examples/*)
 
-.PHONY: all build testbin test unit verify generate lint playground playground-stop clean
+.PHONY: all build testbin test unit verify generate lint playground playground-stop clean node-prereqs maybe-node-prereqs docs
 
 all: build
 
@@ -21,17 +21,33 @@ build:
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./,$(COMMANDS))
 
-## testbin: build (once, cached by version) etcd, kube-apiserver and kube-controller-manager
+# The Kubernetes binaries the tests run: control planes, and a real node for the walkthrough.
+TESTBINS := etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy
+
+## testbin: build (once, cached by version) etcd and the Kubernetes binaries
 testbin:
-	@hack/testbin/ensure.sh >/dev/null
+	@hack/testbin/ensure.sh $(TESTBINS) >/dev/null
 
 ## test: everything CI runs — checks, then unit and end-to-end tests on real control planes
-test: verify testbin
-	MCSA_TESTBIN_DIR=$$(hack/testbin/ensure.sh) $(GO) test -count=1 -timeout 25m $(TESTFLAGS) $(PKGS)
+## and a real node (whose Debian packages it installs when run as root)
+test: verify testbin maybe-node-prereqs
+	MCSA_TESTBIN_DIR=$$(hack/testbin/ensure.sh $(TESTBINS)) $(GO) test -count=1 -timeout 25m $(TESTFLAGS) $(PKGS)
 
 ## unit: only the fast tests (end-to-end tests skip under -short)
 unit:
 	$(GO) test -short $(TESTFLAGS) $(PKGS)
+
+## node-prereqs: install what a real node needs (containerd, runc, CNI plugins) from Debian
+node-prereqs:
+	bash hack/node-prereqs.sh
+
+# As root, install the node's packages; otherwise the node tests say what is missing and skip.
+maybe-node-prereqs:
+	@if [ "$$(id -u)" = 0 ]; then bash hack/node-prereqs.sh; else echo "not root: the real-node tests will skip (run 'sudo make node-prereqs')"; fi
+
+## docs: regenerate the CLI reference (docs/cli.md) from the commands
+docs:
+	$(GO) test ./plugin/internal/cmd -run TestCLIReference -update
 
 ## generate: deepcopy functions and the CRD from the API types
 generate: $(BIN)/controller-gen
@@ -58,8 +74,8 @@ lint:
 	$(GO) vet $(PKGS)
 
 ## playground: two local clusters (cluster1, cluster2); kubeconfig in .playground/kubeconfig
-playground: testbin
-	MCSA_TESTBIN_DIR=$$(hack/testbin/ensure.sh) $(GO) run ./test/playground $(PLAYGROUND_FLAGS)
+playground: testbin maybe-node-prereqs
+	MCSA_TESTBIN_DIR=$$(hack/testbin/ensure.sh $(TESTBINS)) $(GO) run ./test/playground $(PLAYGROUND_FLAGS)
 
 ## playground-stop: stop a playground started with PLAYGROUND_FLAGS=--detach
 playground-stop:

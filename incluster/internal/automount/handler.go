@@ -1,0 +1,192 @@
+package automount
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
+)
+
+// Path is where the webhook is served.
+const Path = "/mutate-v1-pod"
+
+// Denial reasons, the `reason` label of the denials metric.
+const (
+	DenyInvalidRequest    = "InvalidRequest"
+	DenyInvalidAnnotation = "InvalidAnnotation"
+	DenyImportNotFound    = "ImportNotFound"
+	DenySecretConflict    = "SecretConflict"
+	DenyVolumeConflict    = "VolumeConflict"
+	DenyLookupFailed      = "LookupFailed"
+)
+
+// Handler mutates pod creations that ask for imports.
+//
+// It reads imports and secrets with direct API reads, not from a cache: only annotated pods
+// reach it (matchConditions), so reads are few; a read is never stale, so an import created
+// just before its pod is found (the original's race); and the controller keeps no cluster-wide
+// cache of Secrets for it. Secrets are read as metadata only: the webhook never sees
+// credentials.
+type Handler struct {
+	// Reader must read from the API server directly.
+	Reader  client.Reader
+	Decoder admission.Decoder
+}
+
+// Handle implements admission.Handler.
+func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
+	start := time.Now()
+	resp, outcome, reason := h.handle(ctx, req)
+	admissionDuration.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
+	switch outcome {
+	case outcomeMutated:
+		mutations.Inc()
+	case outcomeDenied:
+		denials.WithLabelValues(reason).Inc()
+	}
+	return resp
+}
+
+const (
+	outcomeMutated   = "mutated"
+	outcomeUnchanged = "unchanged"
+	outcomeDenied    = "denied"
+)
+
+func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.Response, string, string) {
+	log := logf.FromContext(ctx)
+	deny := func(reason, msg string) (admission.Response, string, string) {
+		log.Info("Denied pod", "reason", reason, "message", msg)
+		return admission.Denied(msg), outcomeDenied, reason
+	}
+	if req.Operation != admissionv1.Create || req.Kind.Group != "" || req.Kind.Kind != "Pod" || req.SubResource != "" {
+		return admission.Allowed("not a pod creation"), outcomeUnchanged, ""
+	}
+	pod := &corev1.Pod{}
+	if err := h.Decoder.Decode(req, pod); err != nil {
+		return deny(DenyInvalidRequest, "cannot decode the pod: "+err.Error())
+	}
+	names, err := ParseImportNames(pod.Annotations[v1alpha1.ImportNameKey])
+	if err != nil {
+		return deny(DenyInvalidAnnotation, err.Error())
+	}
+	if len(names) == 0 {
+		return admission.Allowed("no ServiceAccountImport requested"), outcomeUnchanged, ""
+	}
+	// Pods made by controllers (a Job's, a ReplicaSet's) may come without a namespace in the
+	// object; the request always has it.
+	namespace := req.Namespace
+	if namespace == "" {
+		namespace = pod.Namespace
+	}
+
+	var missing, warnings []string
+	for _, name := range names {
+		imp := &v1alpha1.ServiceAccountImport{}
+		if err := h.Reader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, imp); err != nil {
+			if apierrors.IsNotFound(err) {
+				missing = append(missing, name)
+				continue
+			}
+			log.Error(err, "Reading a ServiceAccountImport", "import", name)
+			return errored(fmt.Errorf("reading ServiceAccountImport %s/%s: %w", namespace, name, err))
+		}
+		warning, err := h.checkSecret(ctx, imp)
+		var conflict *conflictError
+		switch {
+		case errors.As(err, &conflict):
+			return deny(DenySecretConflict, conflict.msg)
+		case err != nil:
+			// The secret check only informs; a failed read must not block the pod.
+			log.Error(err, "Checking the secret of a ServiceAccountImport", "import", name)
+		case warning != "":
+			warnings = append(warnings, warning)
+		}
+	}
+	if len(missing) > 0 {
+		return deny(DenyImportNotFound, missingMessage(namespace, missing))
+	}
+
+	ops, err := PatchPod(pod, names)
+	if err != nil {
+		return deny(DenyVolumeConflict, err.Error())
+	}
+	if len(ops) == 0 {
+		return admission.Allowed("ServiceAccountImports already mounted").WithWarnings(warnings...), outcomeUnchanged, ""
+	}
+	log.V(1).Info("Mounting ServiceAccountImports", "imports", names)
+	return admission.Patched("", ops...).WithWarnings(warnings...), outcomeMutated, ""
+}
+
+// errored fails the request: with failurePolicy Fail the pod is refused, and the API server
+// reports the message.
+func errored(err error) (admission.Response, string, string) {
+	return admission.Errored(http.StatusInternalServerError, err), outcomeDenied, DenyLookupFailed
+}
+
+// checkSecret returns a warning when the import's secret is not written yet, and a
+// conflictError when a secret of that name exists but is not the import's: the importer never
+// overwrites such a secret, so the pod would mount foreign credentials.
+func (h *Handler) checkSecret(ctx context.Context, imp *v1alpha1.ServiceAccountImport) (string, error) {
+	name := v1alpha1.SecretName(imp.Name)
+	secret := &metav1.PartialObjectMetadata{}
+	secret.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	err := h.Reader.Get(ctx, client.ObjectKey{Namespace: imp.Namespace, Name: name}, secret)
+	if apierrors.IsNotFound(err) {
+		return notWrittenWarning(imp, name), nil
+	}
+	if err != nil {
+		return "", err
+	}
+	owner := metav1.GetControllerOf(secret)
+	if owner == nil || owner.UID != imp.UID {
+		return "", &conflictError{fmt.Sprintf(
+			"secret %q in namespace %q is not ServiceAccountImport %q's (it is not owned by it), so the importer never writes it: delete or rename that secret",
+			name, imp.Namespace, imp.Name)}
+	}
+	return "", nil
+}
+
+func notWrittenWarning(imp *v1alpha1.ServiceAccountImport, secret string) string {
+	msg := fmt.Sprintf("ServiceAccountImport %q has no secret %q yet: the pod starts once the importer writes it", imp.Name, secret)
+	if c := meta.FindStatusCondition(imp.Status.Conditions, v1alpha1.ConditionReady); c != nil && c.Status != metav1.ConditionTrue {
+		detail := c.Reason
+		if c.Message != "" {
+			detail += ": " + c.Message
+		}
+		// Warnings are meant to be short; the import's status has the whole message.
+		if len(detail) > 120 {
+			detail = detail[:117] + "..."
+		}
+		msg += " (" + detail + ")"
+	}
+	return msg
+}
+
+func missingMessage(namespace string, missing []string) string {
+	quoted := make([]string, len(missing))
+	commands := make([]string, len(missing))
+	for i, name := range missing {
+		quoted[i] = fmt.Sprintf("%q", name)
+		commands[i] = fmt.Sprintf("kubectl mcsa import %s --cluster CLUSTER --remote-namespace NS --service-account SA -n %s", name, namespace)
+	}
+	noun := "ServiceAccountImport"
+	if len(missing) > 1 {
+		noun += "s"
+	}
+	return fmt.Sprintf("%s %s not found in namespace %q (annotation %s); create first: %s",
+		noun, strings.Join(quoted, ", "), namespace, v1alpha1.ImportNameKey, strings.Join(commands, "; "))
+}

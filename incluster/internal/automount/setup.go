@@ -1,0 +1,134 @@
+// Package automount is the mutating webhook that mounts the secrets of a pod's
+// ServiceAccountImports, the way Kubernetes mounts a local service account token, and keeps its
+// own serving certificate (package servingcert).
+package automount
+
+import (
+	"crypto/tls"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
+	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/internal/servingcert"
+)
+
+// Names of the shipped manifests (manifests/webhook).
+const (
+	DefaultServiceName              = "mcsa-webhook"
+	DefaultSecretName               = "mcsa-webhook-serving-cert"
+	DefaultWebhookConfigurationName = "mcsa-automount"
+	DefaultPort                     = 9443
+)
+
+// Options configure the webhook. Zero fields take the defaults, which match the manifests.
+type Options struct {
+	// Host and Port the webhook server listens on (default all addresses, port 9443).
+	Host string
+	Port int
+	// CertDir receives the serving certificate (default <temp dir>/mcsa-webhook-certs). It must
+	// be writable: an emptyDir when the root file system is read-only.
+	CertDir string
+	// Namespace holds the Service and the certificate Secret (default
+	// multicluster-service-account).
+	Namespace                string
+	ServiceName              string
+	SecretName               string
+	WebhookConfigurationName string
+	// ExtraHosts are DNS names or IP addresses the certificate covers besides the Service's.
+	ExtraHosts []string
+	// FieldOwner is the field manager of the certificate writes (default mcsa-controller).
+	FieldOwner string
+	// Timing tunes certificate lifetimes and checks.
+	Timing servingcert.Timing
+}
+
+// Setup adds the webhook to mgr: its own webhook server (not bound to leader election: every
+// replica serves), the certificate rotator, and a readiness check named "automount-webhook"
+// that passes only when the server is up with a valid certificate whose CA is injected.
+//
+// mgr's scheme must know ServiceAccountImport. The manager's identity needs get on
+// serviceaccountimports and secrets in every namespace (the importer's role has both), and
+// manifests/webhook's roles for the certificate.
+func Setup(mgr manager.Manager, opts Options) error {
+	scheme := mgr.GetScheme()
+	if !scheme.Recognizes(v1alpha1.GroupVersion.WithKind("ServiceAccountImport")) || !scheme.Recognizes(corev1.SchemeGroupVersion.WithKind("Pod")) {
+		return errors.New("automount: the manager's scheme needs the core/v1 and multicluster.admiralty.io/v1alpha1 types")
+	}
+	if opts.Port == 0 {
+		opts.Port = DefaultPort
+	}
+	if opts.CertDir == "" {
+		opts.CertDir = filepath.Join(os.TempDir(), "mcsa-webhook-certs")
+	}
+	if opts.Namespace == "" {
+		opts.Namespace = v1alpha1.DefaultNamespace
+	}
+	if opts.ServiceName == "" {
+		opts.ServiceName = DefaultServiceName
+	}
+	if opts.SecretName == "" {
+		opts.SecretName = DefaultSecretName
+	}
+	if opts.WebhookConfigurationName == "" {
+		opts.WebhookConfigurationName = DefaultWebhookConfigurationName
+	}
+	if opts.FieldOwner == "" {
+		opts.FieldOwner = "mcsa-controller"
+	}
+	svc := opts.ServiceName + "." + opts.Namespace
+	hosts := append([]string{svc + ".svc", svc + ".svc.cluster.local", svc, opts.ServiceName}, opts.ExtraHosts...)
+
+	rotator, err := servingcert.New(servingcert.Options{
+		Namespace:                opts.Namespace,
+		SecretName:               opts.SecretName,
+		WebhookConfigurationName: opts.WebhookConfigurationName,
+		Hosts:                    hosts,
+		CertDir:                  opts.CertDir,
+		FieldOwner:               opts.FieldOwner,
+		Timing:                   opts.Timing,
+	}, mgr.GetAPIReader(), mgr.GetClient(), mgr.GetEventRecorder("mcsa-webhook"), mgr.GetLogger().WithName("servingcert"))
+	if err != nil {
+		return err
+	}
+
+	server := webhook.NewServer(webhook.Options{
+		Host: opts.Host,
+		Port: opts.Port,
+		TLSOpts: []func(*tls.Config){func(c *tls.Config) {
+			c.GetCertificate = rotator.GetCertificate
+			// HTTP/2 stays off, as kubebuilder scaffolds it, against its stream-reset attacks
+			// (CVE-2023-44487); the API server calls webhooks over HTTP/1.1 just as well.
+			c.NextProtos = []string{"http/1.1"}
+			c.MinVersion = tls.VersionTLS12
+		}},
+	})
+	// The handler reads through a client of its own, so that its client-side rate limit is not
+	// spent by the importer: a throttled read would hold a pod creation up to the API server's
+	// timeout.
+	reader, err := client.New(mgr.GetConfig(), client.Options{Scheme: scheme, Mapper: mgr.GetRESTMapper(), HTTPClient: mgr.GetHTTPClient()})
+	if err != nil {
+		return err
+	}
+	server.Register(Path, &admission.Webhook{Handler: &Handler{Reader: reader, Decoder: admission.NewDecoder(scheme)}})
+	if err := mgr.Add(rotator); err != nil {
+		return err
+	}
+	if err := mgr.Add(server); err != nil {
+		return err
+	}
+	started := server.StartedChecker()
+	return mgr.AddReadyzCheck("automount-webhook", func(req *http.Request) error {
+		if err := rotator.ReadyCheck(req); err != nil {
+			return err
+		}
+		return started(req)
+	})
+}
