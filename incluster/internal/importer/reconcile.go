@@ -41,8 +41,9 @@ type outcome struct {
 	secret   *corev1.Secret
 	state    tokenState
 	hasState bool
-	// refreshed is set when a token was minted just now.
-	refreshed bool
+	// refreshed is set when a token was minted just now; attempted when minting was tried, so
+	// that a refresh request is recorded as acted upon even when it failed.
+	refreshed, attempted bool
 }
 
 // Reconcile keeps an import's secret holding a current token and reports in its status.
@@ -192,7 +193,7 @@ func (r *Reconciler) refresh(ctx context.Context, imp *v1alpha1.ServiceAccountIm
 		if hasState && now.Before(st.expires) {
 			message += fmt.Sprintf(" The current token stays valid until %s.", st.expires.UTC().Format(time.RFC3339))
 		}
-		return &outcome{imp: imp, reason: reason, message: message, retry: true, secret: secret, state: st, hasState: hasState}, nil
+		return &outcome{imp: imp, reason: reason, message: message, retry: true, secret: secret, state: st, hasState: hasState, attempted: true}, nil
 	}
 	sa := client.ObjectKey{Namespace: imp.Spec.Namespace, Name: imp.Spec.Name}
 	importing := rem.importingCluster
@@ -345,7 +346,7 @@ func (r *Reconciler) report(ctx context.Context, out *outcome) error {
 	} else {
 		tokenExpiration.DeleteLabelValues(imp.Namespace, imp.Name)
 	}
-	if out.refreshed {
+	if out.refreshed || out.attempted {
 		status.LastRefreshRequest = refreshRequest(imp)
 	}
 	if changed && cond.Status == metav1.ConditionFalse {

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
 )
@@ -87,6 +89,7 @@ const (
 	refreshNoSecret    = "NoToken"
 	refreshSpecChanged = "SpecChanged"
 	refreshRequested   = "Requested"
+	refreshRetry       = "Retry"
 	refreshScheduled   = "Scheduled"
 )
 
@@ -99,10 +102,20 @@ func refreshReason(imp *v1alpha1.ServiceAccountImport, st tokenState, hasState b
 		return refreshSpecChanged
 	case refreshRequest(imp) != "" && refreshRequest(imp) != imp.Status.LastRefreshRequest:
 		return refreshRequested
+	case failedBefore(imp):
+		// A failed refresh is retried (with backoff) until it succeeds, even if the current token
+		// is still valid: the import keeps reporting the failure rather than flapping to Ready.
+		return refreshRetry
 	case !now.Before(refreshAt(st, string(imp.UID))):
 		return refreshScheduled
 	}
 	return ""
+}
+
+// failedBefore reports whether the last reconcile of the current spec failed.
+func failedBefore(imp *v1alpha1.ServiceAccountImport) bool {
+	c := meta.FindStatusCondition(imp.Status.Conditions, v1alpha1.ConditionReady)
+	return c != nil && c.Status == metav1.ConditionFalse && c.ObservedGeneration == imp.Generation
 }
 
 func refreshRequest(imp *v1alpha1.ServiceAccountImport) string {

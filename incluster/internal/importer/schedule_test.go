@@ -77,6 +77,10 @@ func TestRefreshReason(t *testing.T) {
 		i.Status.LastRefreshRequest = acted
 		return i
 	}
+	failed := func(i *v1alpha1.ServiceAccountImport, generation int64) *v1alpha1.ServiceAccountImport {
+		i.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonForbidden, ObservedGeneration: generation}}
+		return i
+	}
 	due := refreshAt(current, "u")
 	tests := []struct {
 		name     string
@@ -95,6 +99,9 @@ func TestRefreshReason(t *testing.T) {
 		{"forced with a new value", imp("second", "first"), current, true, time.Minute, refreshRequested},
 		{"forced request already acted upon", imp("first", "first"), current, true, time.Minute, ""},
 		{"annotation removed", imp("", "first"), current, true, time.Minute, ""},
+		{"last refresh failed", failed(imp("", ""), 2), current, true, time.Minute, refreshRetry},
+		{"failure of an older spec", failed(imp("", ""), 1), current, true, time.Minute, ""},
+		{"failed forced request acted upon is retried", failed(imp("first", "first"), 2), current, true, time.Minute, refreshRetry},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

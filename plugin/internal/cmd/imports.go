@@ -164,12 +164,7 @@ func (o *ImportOptions) Run(ctx context.Context) error {
 	}
 	if o.Wait {
 		o.ui.Step("waiting for the importer to issue a token for %s/%s…", o.namespace, o.Name)
-		sai, err = client.WaitReady(ctx, o.namespace, o.Name, o.Timeout, func(reason, message string) {
-			if reason != v1alpha1.ReasonTokenIssued {
-				o.ui.Warn("%s: %s", reason, message)
-			}
-		})
-		if err != nil {
+		if sai, err = o.wait(ctx, client, sai, changed); err != nil {
 			return err
 		}
 		o.ui.Done("ready: token expires %s", expiresIn(sai, time.Now()))
@@ -184,6 +179,24 @@ func (o *ImportOptions) Run(ctx context.Context) error {
 	fmt.Fprintf(o.streams.Out, "serviceaccountimport.multicluster.admiralty.io/%s %s\n", o.Name, action)
 	o.ui.Info("Pods in namespace %s get it mounted at %s with the annotation:\n  %s: %s", o.namespace, v1alpha1.MountPath(o.Name), v1alpha1.ImportNameKey, o.Name)
 	return nil
+}
+
+// wait waits for the importer's answer. An unchanged import that failed before is retried at
+// once: the importer backs off between retries and cannot see a grant made in the other cluster
+// since, so waiting for its next retry could take minutes.
+func (o *ImportOptions) wait(ctx context.Context, client *imports.Client, sai *v1alpha1.ServiceAccountImport, changed bool) (*v1alpha1.ServiceAccountImport, error) {
+	if cond := imports.Ready(sai); !changed && cond != nil && cond.Status != metav1.ConditionTrue {
+		value, err := client.RequestRefresh(ctx, o.namespace, o.Name, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		return client.WaitRefreshed(ctx, o.namespace, o.Name, value, o.Timeout)
+	}
+	return client.WaitReady(ctx, o.namespace, o.Name, o.Timeout, func(reason, message string) {
+		if reason != v1alpha1.ReasonTokenIssued {
+			o.ui.Warn("%s: %s", reason, message)
+		}
+	})
 }
 
 func expiresIn(sai *v1alpha1.ServiceAccountImport, now time.Time) string {
@@ -392,8 +405,7 @@ func (o *RotateOptions) Run(ctx context.Context) error {
 		return err
 	}
 	client := &imports.Client{Clients: cl}
-	requested := time.Now()
-	value, err := client.RequestRefresh(ctx, cl.Namespace, o.Name, requested)
+	value, err := client.RequestRefresh(ctx, cl.Namespace, o.Name, time.Now())
 	if err != nil {
 		return err
 	}
@@ -402,7 +414,7 @@ func (o *RotateOptions) Run(ctx context.Context) error {
 		return nil
 	}
 	o.ui.Step("waiting for the importer…")
-	sai, err := client.WaitRefreshed(ctx, cl.Namespace, o.Name, value, requested, o.Timeout)
+	sai, err := client.WaitRefreshed(ctx, cl.Namespace, o.Name, value, o.Timeout)
 	if err != nil {
 		return err
 	}

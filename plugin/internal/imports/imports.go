@@ -192,24 +192,16 @@ func (c *Client) RequestRefresh(ctx context.Context, ns, name string, now time.T
 	return value, c.Clients.APIError(err)
 }
 
-// WaitRefreshed waits until the importer acted on the refresh request made at requested:
-// status.lastRefreshRequest holds value, or the Ready condition turned False since.
-func (c *Client) WaitRefreshed(ctx context.Context, ns, name, value string, requested time.Time, timeout time.Duration) (*v1alpha1.ServiceAccountImport, error) {
+// WaitRefreshed waits until the importer acted on the refresh request value (it records it in
+// status.lastRefreshRequest whether the refresh worked or not) and reports the outcome.
+func (c *Client) WaitRefreshed(ctx context.Context, ns, name, value string, timeout time.Duration) (*v1alpha1.ServiceAccountImport, error) {
 	var sai *v1alpha1.ServiceAccountImport
-	failed := func() *metav1.Condition {
-		cond := Ready(sai)
-		// Condition times have a one-second resolution.
-		if cond != nil && cond.Status != metav1.ConditionTrue && !cond.LastTransitionTime.Time.Before(requested.Truncate(time.Second)) {
-			return cond
-		}
-		return nil
-	}
 	err := c.poll(ctx, timeout, func() (bool, error) {
 		var err error
 		if sai, err = c.Get(ctx, ns, name); err != nil {
 			return false, err
 		}
-		return sai.Status.LastRefreshRequest == value || failed() != nil, nil
+		return sai.Status.LastRefreshRequest == value && Ready(sai) != nil, nil
 	})
 	if err != nil {
 		if wait.Interrupted(err) {
@@ -217,7 +209,7 @@ func (c *Client) WaitRefreshed(ctx context.Context, ns, name, value string, requ
 		}
 		return sai, err
 	}
-	if cond := failed(); cond != nil {
+	if cond := Ready(sai); cond.Status != metav1.ConditionTrue {
 		return sai, fmt.Errorf("refresh of %s/%s failed: %s: %s", ns, name, cond.Reason, cond.Message)
 	}
 	return sai, nil
