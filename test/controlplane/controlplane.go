@@ -24,7 +24,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -82,7 +81,7 @@ type Cluster struct {
 	ServiceAccountKeyFile string
 
 	clientset *kubernetes.Clientset
-	procs     []*process
+	procs     []*Process
 	stopOnce  sync.Once
 }
 
@@ -246,13 +245,13 @@ func (c *Cluster) startCore(ctx context.Context, bin, addr string, ports []int, 
 	return c.waitReady(ctx, etcd, api)
 }
 
-func (c *Cluster) waitReady(ctx context.Context, procs ...*process) error {
+func (c *Cluster) waitReady(ctx context.Context, procs ...*Process) error {
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	for {
 		for _, p := range procs {
-			if p.exited() {
-				return fmt.Errorf("controlplane: %s of cluster %s exited: %s", p.name, c.Name, p.tail())
+			if p.Exited() {
+				return fmt.Errorf("controlplane: %s of cluster %s exited: %s", p.name, c.Name, p.Logs())
 			}
 		}
 		var status int
@@ -262,18 +261,18 @@ func (c *Cluster) waitReady(ctx context.Context, procs ...*process) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("controlplane: kube-apiserver of cluster %s not ready: %w\n%s", c.Name, ctx.Err(), procs[len(procs)-1].tail())
+			return fmt.Errorf("controlplane: kube-apiserver of cluster %s not ready: %w\n%s", c.Name, ctx.Err(), procs[len(procs)-1].Logs())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }
 
-func (c *Cluster) waitDefaultServiceAccount(ctx context.Context, kcm *process) error {
+func (c *Cluster) waitDefaultServiceAccount(ctx context.Context, kcm *Process) error {
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	for {
-		if kcm.exited() {
-			return fmt.Errorf("controlplane: kube-controller-manager of cluster %s exited: %s", c.Name, kcm.tail())
+		if kcm.Exited() {
+			return fmt.Errorf("controlplane: kube-controller-manager of cluster %s exited: %s", c.Name, kcm.Logs())
 		}
 		_, err := c.clientset.CoreV1().ServiceAccounts(metav1.NamespaceDefault).Get(ctx, "default", metav1.GetOptions{})
 		if err == nil {
@@ -284,7 +283,7 @@ func (c *Cluster) waitDefaultServiceAccount(ctx context.Context, kcm *process) e
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("controlplane: cluster %s: controller manager did not create the default service account: %w\n%s", c.Name, err, kcm.tail())
+			return fmt.Errorf("controlplane: cluster %s: controller manager did not create the default service account: %w\n%s", c.Name, err, kcm.Logs())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -332,7 +331,7 @@ func (c *Cluster) Stop() {
 func (c *Cluster) stopProcs() {
 	// Reverse order: the controller manager first, etcd last.
 	for i := len(c.procs) - 1; i >= 0; i-- {
-		c.procs[i].stop()
+		c.procs[i].Stop()
 	}
 	c.procs = nil
 }
@@ -341,7 +340,7 @@ func (c *Cluster) stopProcs() {
 func (c *Cluster) Logs(component string) string {
 	for _, p := range c.procs {
 		if p.name == component {
-			return p.tail()
+			return p.Logs()
 		}
 	}
 	return ""
@@ -426,67 +425,12 @@ func freePorts(addr string, n int) ([]int, error) {
 	return ports, nil
 }
 
-// process is one component, in its own process group so that stopping it stops its children.
-type process struct {
-	name    string
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
-}
-
-func (c *Cluster) startProcess(bin, name string, args ...string) (*process, error) {
-	logPath := filepath.Join(c.Dir, name+".log")
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+func (c *Cluster) startProcess(bin, name string, args ...string) (*Process, error) {
+	p, err := StartProcess(c.Dir, name, filepath.Join(bin, name), args...)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("controlplane: %w", err)
 	}
-	cmd := exec.Command(filepath.Join(bin, name), args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Dir = c.Dir
-	// Pdeathsig ends the component if the test process dies without cleaning up.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("controlplane: starting %s: %w", name, err)
-	}
-	p := &process{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() {
-		cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
 	return p, nil
-}
-
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func (p *process) stop() {
-	if p.exited() {
-		return
-	}
-	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
-	}
-}
-
-// tail is the end of the component's log.
-func (p *process) tail() string {
-	b, _ := os.ReadFile(p.logPath)
-	if len(b) > 4000 {
-		b = b[len(b)-4000:]
-	}
-	return string(bytes.TrimSpace(b))
 }
 
 // BinDir is the directory holding the test binaries: MCSA_TESTBIN_DIR, else the output of

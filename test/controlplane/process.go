@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -8,6 +9,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // BuildCommand builds a main package of the product module (e.g.
@@ -27,34 +29,78 @@ func BuildCommand(pkg, dir string) (string, error) {
 	return out, nil
 }
 
-// Process is a program a test runs in the background, such as the controller running out of
-// cluster against a test cluster.
+// Process is a program run in the background (a component, or the controller out of cluster),
+// in its own process group so that stopping it stops its children, logging to <dir>/<name>.log.
 type Process struct {
-	p *process
+	name    string
+	cmd     *exec.Cmd
+	logPath string
+	done    chan struct{}
 }
 
-// StartProcess runs bin with args, logging to <dir>/<name>.log, in its own process group.
-func StartProcess(dir, name, bin string, args ...string) (*Process, error) {
-	c := &Cluster{Name: name, Dir: dir}
-	p, err := c.startProcess(filepath.Dir(bin), filepath.Base(bin), args...)
+// StartProcess runs the binary at path with args. Pdeathsig ends it if the test process dies
+// without cleaning up.
+func StartProcess(dir, name, path string, args ...string) (*Process, error) {
+	logPath := filepath.Join(dir, name+".log")
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	p.name = name
-	return &Process{p: p}, nil
+	cmd := exec.Command(path, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	p := &Process{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	go func() {
+		cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	return p, nil
 }
 
-// Stop ends the process (SIGTERM, then SIGKILL after 10 s).
-func (p *Process) Stop() { p.p.stop() }
+// Name is the name the process was started with.
+func (p *Process) Name() string { return p.name }
 
 // Exited reports whether the process has ended.
-func (p *Process) Exited() bool { return p.p.exited() }
+func (p *Process) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
 
-// Logs is the end of the process's log.
-func (p *Process) Logs() string { return p.p.tail() }
+// Stop ends the process group: SIGTERM, then SIGKILL after 10 s.
+func (p *Process) Stop() {
+	if p.Exited() {
+		return
+	}
+	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+	}
+}
 
 // Signal sends sig to the process.
-func (p *Process) Signal(sig syscall.Signal) error { return p.p.cmd.Process.Signal(sig) }
+func (p *Process) Signal(sig syscall.Signal) error { return p.cmd.Process.Signal(sig) }
+
+// Logs is the end of the process's log, for failure messages.
+func (p *Process) Logs() string {
+	b, _ := os.ReadFile(p.logPath)
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(bytes.TrimSpace(b))
+}
 
 var buildMu sync.Mutex
 

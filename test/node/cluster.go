@@ -62,7 +62,7 @@ type Cluster struct {
 	NodeDir string
 
 	runtime    *containerd
-	procs      []*process
+	procs      []*controlplane.Process
 	cgroupRoot string
 	start      *Snapshot
 	stopOnce   sync.Once
@@ -130,15 +130,15 @@ func Start(ctx context.Context, name string, opts Options) (_ *Cluster, err erro
 	if err := os.MkdirAll(pki, 0o700); err != nil {
 		return nil, err
 	}
-	nodeCA, err := newCA(pki, "kubectl-mcsa test node CA")
+	nodeCA, err := controlplane.NewCA(pki, "kubectl-mcsa test node CA")
 	if err != nil {
 		return nil, err
 	}
-	kubeletClientCert, kubeletClientKey, err := nodeCA.issue(pki, "apiserver-kubelet-client", cert{cn: apiserverKubeletUser})
+	kubeletClientCert, kubeletClientKey, err := nodeCA.Issue(pki, "apiserver-kubelet-client", controlplane.Leaf{CommonName: apiserverKubeletUser})
 	if err != nil {
 		return nil, err
 	}
-	servingCert, servingKey, err := nodeCA.issue(pki, "kubelet-serving", cert{cn: c.NodeName, ips: []net.IP{net.ParseIP(IP)}, dns: []string{c.NodeName}, server: true})
+	servingCert, servingKey, err := nodeCA.Issue(pki, "kubelet-serving", controlplane.Leaf{CommonName: c.NodeName, IPs: []net.IP{net.ParseIP(IP)}, DNSNames: []string{c.NodeName}, Server: true})
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +153,7 @@ func Start(ctx context.Context, name string, opts Options) (_ *Cluster, err erro
 			"--kubelet-preferred-address-types=InternalIP,Hostname",
 			"--kubelet-client-certificate=" + kubeletClientCert,
 			"--kubelet-client-key=" + kubeletClientKey,
-			"--kubelet-certificate-authority=" + nodeCA.certPath,
+			"--kubelet-certificate-authority=" + nodeCA.CertPath,
 		}, opts.APIServerFlags...)
 		c.Cluster, cpErr = controlplane.Start(ctx, name, controlplane.Options{Address: IP, APIServerFlags: flags, Log: logf})
 	}()
@@ -169,13 +169,13 @@ func Start(ctx context.Context, name string, opts Options) (_ *Cluster, err erro
 	if err := c.setupAPI(ctx); err != nil {
 		return nil, err
 	}
-	clusterCA, err := loadCA(c.Cluster.Dir)
+	clusterCA, err := controlplane.LoadCA(c.Cluster.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("node: reading the cluster CA: %w", err)
 	}
 	kubeconfig := func(user string, groups ...string) (string, error) {
 		base := strings.ReplaceAll(strings.TrimPrefix(user, "system:"), ":", "-")
-		crt, key, err := clusterCA.issue(pki, base, cert{cn: user, groups: groups})
+		crt, key, err := clusterCA.Issue(pki, base, controlplane.Leaf{CommonName: user, Groups: groups})
 		if err != nil {
 			return "", err
 		}
@@ -218,7 +218,7 @@ func Start(ctx context.Context, name string, opts Options) (_ *Cluster, err erro
 	kubeletRoot := filepath.Join(dir, "kubelet")
 	kubeletConfig := filepath.Join(dir, "kubelet.yaml")
 	if err := os.WriteFile(kubeletConfig, []byte(render(kubeletConfigTmpl, map[string]string{
-		"ip": IP, "socket": c.runtime.socket, "cgroupRoot": c.cgroupRoot, "clientCA": nodeCA.certPath,
+		"ip": IP, "socket": c.runtime.socket, "cgroupRoot": c.cgroupRoot, "clientCA": nodeCA.CertPath,
 		"cert": servingCert, "key": servingKey, "dir": dir, "root": kubeletRoot,
 	})), 0o644); err != nil {
 		return nil, err
@@ -341,8 +341,8 @@ func (c *Cluster) waitNode(ctx context.Context) error {
 	var last string
 	for {
 		for _, p := range c.procs {
-			if p.exited() {
-				return fmt.Errorf("node: %s exited: %s", p.name, p.tail())
+			if p.Exited() {
+				return fmt.Errorf("node: %s exited: %s", p.Name(), p.Logs())
 			}
 		}
 		last = c.notReady(ctx)
@@ -397,8 +397,8 @@ func (c *Cluster) ImportImages(ctx context.Context, tarballs ...string) error {
 // kube-proxy, kube-scheduler) or a control-plane one.
 func (c *Cluster) Logs(component string) string {
 	for _, p := range c.procs {
-		if p.name == component {
-			return p.tail()
+		if p.Name() == component {
+			return p.Logs()
 		}
 	}
 	if c.Cluster != nil {
@@ -416,7 +416,7 @@ func (c *Cluster) Stop() error {
 		var errs []error
 		// The kubelet first, so that it does not restart what is being stopped.
 		for i := len(c.procs) - 1; i >= 0; i-- {
-			c.procs[i].stop()
+			c.procs[i].Stop()
 		}
 		if c.runtime != nil {
 			killShims(c.runtime.socket)
@@ -587,3 +587,12 @@ kubeAPIBurst: 100
 shutdownGracePeriod: 0s
 protectKernelDefaults: false
 `
+
+// startProcess runs a node component with the control planes' process handling.
+func startProcess(dir, name, path string, args ...string) (*controlplane.Process, error) {
+	p, err := controlplane.StartProcess(dir, name, path, args...)
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	return p, nil
+}

@@ -8,13 +8,15 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/kubectl-mcsa/kubectl-mcsa/test/controlplane"
 )
 
 // containerd is the node's container runtime, with a private root, state and socket.
 type containerd struct {
 	dir    string
 	socket string
-	proc   *process
+	proc   *controlplane.Process
 }
 
 // containerdConfig is containerd 1.6's configuration (version 2). Settings that matter here:
@@ -118,16 +120,16 @@ func startContainerd(ctx context.Context, dir, pauseImage string) (*containerd, 
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	for {
-		if c.proc.exited() {
-			return nil, fmt.Errorf("node: containerd exited: %s", c.proc.tail())
+		if c.proc.Exited() {
+			return nil, fmt.Errorf("node: containerd exited: %s", c.proc.Logs())
 		}
 		if _, err := c.ctr(ctx, "version"); err == nil {
 			return c, nil
 		}
 		select {
 		case <-ctx.Done():
-			c.proc.stop()
-			return nil, fmt.Errorf("node: containerd did not answer: %w\n%s", ctx.Err(), c.proc.tail())
+			c.proc.Stop()
+			return nil, fmt.Errorf("node: containerd did not answer: %w\n%s", ctx.Err(), c.proc.Logs())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
