@@ -193,6 +193,14 @@ current-context: c2
 	}
 }
 
+func TestNoKubeconfig(t *testing.T) {
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	_, _, err := run(t, "", "get")
+	if err == nil || !strings.Contains(err.Error(), "no kubeconfig found: set KUBECONFIG or pass --kubeconfig") {
+		t.Fatalf("got %v", err)
+	}
+}
+
 func TestVersion(t *testing.T) {
 	out, _, err := run(t, "", "version", "--short")
 	if err != nil || strings.TrimSpace(out) != "dev" {

@@ -88,17 +88,23 @@ func (c *Clients) ResourceFor(obj *unstructured.Unstructured) (dynamic.ResourceI
 	return r, nil
 }
 
-// Apply server-side applies obj (typed or unstructured) with the plugin's field manager,
-// taking over fields others changed (force): re-running a command repairs drift.
-func (c *Clients) Apply(ctx context.Context, obj runtime.Object, dryRun bool) (Result, error) {
+// resourceOf converts obj (typed or unstructured) and finds its dynamic client.
+func (c *Clients) resourceOf(obj runtime.Object) (*unstructured.Unstructured, dynamic.ResourceInterface, error) {
 	u, ok := obj.(*unstructured.Unstructured)
 	if !ok {
 		var err error
 		if u, err = ToUnstructured(obj); err != nil {
-			return Result{}, err
+			return nil, nil, err
 		}
 	}
 	r, err := c.ResourceFor(u)
+	return u, r, err
+}
+
+// Apply server-side applies obj (typed or unstructured) with the plugin's field manager,
+// taking over fields others changed (force): re-running a command repairs drift.
+func (c *Clients) Apply(ctx context.Context, obj runtime.Object, dryRun bool) (Result, error) {
+	u, r, err := c.resourceOf(obj)
 	if err != nil {
 		return Result{Object: u}, err
 	}
@@ -131,14 +137,7 @@ func (c *Clients) Apply(ctx context.Context, obj runtime.Object, dryRun bool) (R
 
 // Delete deletes obj, reporting NotFound rather than failing when it is already gone.
 func (c *Clients) Delete(ctx context.Context, obj runtime.Object, dryRun bool) (Result, error) {
-	u, ok := obj.(*unstructured.Unstructured)
-	if !ok {
-		var err error
-		if u, err = ToUnstructured(obj); err != nil {
-			return Result{}, err
-		}
-	}
-	r, err := c.ResourceFor(u)
+	u, r, err := c.resourceOf(obj)
 	if meta.IsNoMatchError(err) {
 		return Result{Object: u, Action: NotFound}, nil
 	}

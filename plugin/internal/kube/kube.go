@@ -5,6 +5,7 @@ package kube
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -47,6 +48,10 @@ func New(g Getter) (*Clients, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading kubeconfig: %w", err)
 	}
+	if len(raw.Contexts) == 0 && !explicitServer(g) && os.Getenv("KUBERNETES_SERVICE_HOST") == "" {
+		// client-go would fall back to http://localhost:8080, which is never what is meant.
+		return nil, errors.New("no kubeconfig found: set KUBECONFIG or pass --kubeconfig (or --server)")
+	}
 	cfg, err := g.ToRESTConfig()
 	if err != nil {
 		return nil, ConfigError(err)
@@ -73,6 +78,11 @@ func New(g Getter) (*Clients, error) {
 		ctxName = *cf.Context
 	}
 	return &Clients{Context: ctxName, Namespace: ns, ExplicitNamespace: explicit, Config: cfg, Kube: kube, Dynamic: dyn, Mapper: mapper, Raw: raw}, nil
+}
+
+func explicitServer(g Getter) bool {
+	cf, ok := g.(*genericclioptions.ConfigFlags)
+	return ok && cf.APIServer != nil && *cf.APIServer != ""
 }
 
 // ForContext is a Getter for a context of a kubeconfig file ("" for the default loading
