@@ -8,22 +8,29 @@
 //
 //	generic-client: summary: successes=N failures=M
 //
+// With -all it lists with every service account import mounted in its pod
+// (config.AllServiceAccountImportConfigsAndNamespaces), one "IMPORT<tab>POD" line per pod; with
+// -loop each import's list counts as a call.
+//
 // It exits 0 when it listed (with -loop: when at least one call was made and every call
 // succeeded), 1 otherwise, 2 on bad usage. Tests use the loop to check that a long-lived client survives token rotation.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"sort"
 	"syscall"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/config"
 )
@@ -40,6 +47,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	loop := flags.Bool("loop", false, "keep listing every -interval until SIGTERM or SIGINT, then print a summary")
 	interval := flags.Duration("interval", time.Second, "time between two lists with -loop")
 	timeout := flags.Duration("timeout", 30*time.Second, "time limit of one list")
+	all := flags.Bool("all", false, "list with every mounted service account import, each pod prefixed with the import's name")
 	if err := flags.Parse(args); err != nil {
 		return 2
 	}
@@ -53,23 +61,28 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 
-	l, err := newLister(*timeout)
+	listers, err := newListers(*all, *timeout)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 1
 	}
 	if !*loop {
-		names, err := l.list(ctx)
-		if err != nil {
-			fmt.Fprintf(stderr, "%s: %v\n", name, err)
-			return 1
-		}
-		for _, n := range names {
-			fmt.Fprintln(stdout, n)
+		for _, l := range listers {
+			names, err := l.list(ctx)
+			if err != nil {
+				fmt.Fprintf(stderr, "%s: %v\n", name, err)
+				return 1
+			}
+			for _, n := range names {
+				if l.importName != "" {
+					n = l.importName + "\t" + n
+				}
+				fmt.Fprintln(stdout, n)
+			}
 		}
 		return 0
 	}
-	return l.loop(ctx, *interval, stdout, stderr)
+	return listLoop(ctx, listers, *interval, stdout, stderr)
 }
 
 // lister lists the pods of a namespace with a client built once.
@@ -78,18 +91,53 @@ type lister struct {
 	host      string
 	namespace string
 	timeout   time.Duration
+	// importName is the import the credentials come from, with -all.
+	importName string
 }
 
-func newLister(timeout time.Duration) (*lister, error) {
-	cfg, ns, err := config.ConfigAndNamespace()
+// newListers builds one lister from config.ConfigAndNamespace or, with all, one per mounted
+// import, sorted by import name.
+func newListers(all bool, timeout time.Duration) ([]*lister, error) {
+	if !all {
+		cfg, ns, err := config.ConfigAndNamespace()
+		if err != nil {
+			return nil, err
+		}
+		l, err := newLister(cfg, ns, "", timeout)
+		if err != nil {
+			return nil, err
+		}
+		return []*lister{l}, nil
+	}
+	imports, err := config.AllServiceAccountImportConfigsAndNamespaces()
 	if err != nil {
 		return nil, err
 	}
+	if len(imports) == 0 {
+		return nil, errors.New("-all: no service account import is mounted")
+	}
+	names := make([]string, 0, len(imports))
+	for n := range imports {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	listers := make([]*lister, 0, len(names))
+	for _, n := range names {
+		l, err := newLister(imports[n].Config, imports[n].Namespace, n, timeout)
+		if err != nil {
+			return nil, err
+		}
+		listers = append(listers, l)
+	}
+	return listers, nil
+}
+
+func newLister(cfg *rest.Config, namespace, importName string, timeout time.Duration) (*lister, error) {
 	clientset, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return &lister{clientset: clientset, host: cfg.Host, namespace: ns, timeout: timeout}, nil
+	return &lister{clientset: clientset, host: cfg.Host, namespace: namespace, timeout: timeout, importName: importName}, nil
 }
 
 func (l *lister) list(ctx context.Context) ([]string, error) {
@@ -106,20 +154,26 @@ func (l *lister) list(ctx context.Context) ([]string, error) {
 	return names, nil
 }
 
-func (l *lister) loop(ctx context.Context, interval time.Duration, stdout, stderr io.Writer) int {
+func listLoop(ctx context.Context, listers []*lister, interval time.Duration, stdout, stderr io.Writer) int {
 	var successes, failures int
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
 	for {
-		names, err := l.list(ctx)
-		switch {
-		case ctx.Err() != nil: // interrupted by the signal: not the server's failure
-		case err != nil:
-			failures++
-			fmt.Fprintf(stderr, "%s: %v (successes=%d failures=%d)\n", name, err, successes, failures)
-		default:
-			successes++
-			fmt.Fprintf(stdout, "%s: listed %d pods in namespace %s (successes=%d failures=%d)\n", name, len(names), l.namespace, successes, failures)
+		for _, l := range listers {
+			names, err := l.list(ctx)
+			with := ""
+			if l.importName != "" {
+				with = " with import " + l.importName
+			}
+			switch {
+			case ctx.Err() != nil: // interrupted by the signal: not the server's failure
+			case err != nil:
+				failures++
+				fmt.Fprintf(stderr, "%s: %v (successes=%d failures=%d)\n", name, err, successes, failures)
+			default:
+				successes++
+				fmt.Fprintf(stdout, "%s: listed %d pods in namespace %s%s (successes=%d failures=%d)\n", name, len(names), l.namespace, with, successes, failures)
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -41,6 +41,7 @@ func TestUsageAndNoCredentials(t *testing.T) {
 		{"bad interval", []string{"-loop", "-interval=0s"}, 2, "must be positive"},
 		{"unknown flag", []string{"-x"}, 2, "flag provided but not defined"},
 		{"no credentials at all", nil, 1, "generic-client: no service account import is mounted"},
+		{"-all without imports", []string{"-all"}, 1, "generic-client: -all: no service account import is mounted"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -66,6 +67,7 @@ func TestListOnRealCluster(t *testing.T) {
 	t.Run("once", func(t *testing.T) {
 		tests := []struct {
 			name       string
+			args       []string
 			kubeconfig bool
 			imports    map[string]string // import name → namespace
 			want       string
@@ -80,6 +82,12 @@ func TestListOnRealCluster(t *testing.T) {
 				wantCode: 1, errHas: "several service account imports are mounted"},
 			{name: "denied: the import may not list pods", imports: map[string]string{"locked": "locked"},
 				wantCode: 1, errHas: "forbidden"},
+			{name: "-all: every import, sorted, each pod prefixed", args: []string{"-all"}, kubeconfig: true,
+				imports: map[string]string{"b": "remote", "a": "remote"}, want: "a\tremote-a\na\tremote-b\nb\tremote-a\nb\tremote-b\n"},
+			{name: "-all: one denied import fails the run", args: []string{"-all"},
+				imports:  map[string]string{"a": "remote", "locked": "locked"},
+				want:     "a\tremote-a\na\tremote-b\n",
+				wantCode: 1, errHas: "forbidden"},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
@@ -91,7 +99,7 @@ func TestListOnRealCluster(t *testing.T) {
 					podlister.Mount(t, c, ns, root, name)
 				}
 				var stdout, stderr bytes.Buffer
-				code := realMain(nil, &stdout, &stderr)
+				code := realMain(tt.args, &stdout, &stderr)
 				if code != tt.wantCode || stdout.String() != tt.want {
 					t.Errorf("exit code %d, printed %q; want %d, %q (stderr %q)", code, stdout.String(), tt.wantCode, tt.want, stderr.String())
 				}
@@ -107,6 +115,7 @@ func TestListOnRealCluster(t *testing.T) {
 	t.Run("loop until SIGTERM", func(t *testing.T) {
 		tests := []struct {
 			name     string
+			args     []string
 			imports  map[string]string
 			waitFor  *regexp.Regexp // in the output before the signal
 			summary  *regexp.Regexp
@@ -120,6 +129,10 @@ func TestListOnRealCluster(t *testing.T) {
 				waitFor:  regexp.MustCompile(`forbidden.*\(successes=0 failures=3\)`),
 				summary:  regexp.MustCompile(`(?m)^generic-client: summary: successes=0 failures=([3-9]|\d\d+)$`),
 				wantCode: 1},
+			{name: "-all: each import's list is a call", args: []string{"-all"}, imports: map[string]string{"a": "remote", "b": "remote"},
+				waitFor:  regexp.MustCompile(`listed 2 pods in namespace remote with import b \(successes=4 failures=0\)`),
+				summary:  regexp.MustCompile(`(?m)^generic-client: summary: successes=([4-9]|\d\d+) failures=0$`),
+				wantCode: 0},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
@@ -129,7 +142,7 @@ func TestListOnRealCluster(t *testing.T) {
 				}
 				var out syncBuffer
 				code := make(chan int, 1)
-				go func() { code <- realMain([]string{"--loop", "-interval=50ms"}, &out, &out) }()
+				go func() { code <- realMain(append([]string{"--loop", "-interval=50ms"}, tt.args...), &out, &out) }()
 				err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
 					return tt.waitFor.MatchString(out.String()), nil
 				})
