@@ -4,17 +4,22 @@ SHELL := /usr/bin/env bash
 
 GO ?= go
 BIN := $(CURDIR)/bin
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# A semantic version (krew needs one): the latest v* tag as git describes it, else v0.1.0-dev.
+VERSION ?= $(shell git describe --tags --match 'v[0-9]*' --dirty 2>/dev/null || echo v0.1.0-dev)
 LDFLAGS := -s -w -X github.com/kubectl-mcsa/kubectl-mcsa/internal/version.Version=$(VERSION)
 # Go test flags; e.g. `make test TESTFLAGS='-run TestImporter -v'`.
 TESTFLAGS ?=
 PKGS ?= ./...
 
-COMMANDS := $(wildcard plugin/cmd/* incluster/cmd/* incluster/examples/*)
+COMMANDS := $(filter-out incluster/examples/internal,$(wildcard plugin/cmd/* incluster/cmd/* incluster/examples/*))
 
-.PHONY: all build testbin test unit verify generate lint playground playground-stop clean node-prereqs maybe-node-prereqs docs
+.PHONY: all help build testbin test unit verify generate lint playground playground-stop clean node-prereqs maybe-node-prereqs docs
 
 all: build
+
+## help: this list
+help:
+	@grep -h '^## ' $(MAKEFILE_LIST) | sed 's/^## /  /'
 
 ## build: the plugin, the in-cluster controller and the examples, into bin/
 build:
@@ -32,6 +37,7 @@ testbin:
 ## and a real node (whose Debian packages it installs when run as root)
 test: verify testbin maybe-node-prereqs
 	MCSA_TESTBIN_DIR=$$(hack/testbin/ensure.sh $(TESTBINS)) $(GO) test -count=1 -timeout 25m $(TESTFLAGS) $(PKGS)
+	$(GO) -C hack/dist test -count=1 ./...
 
 ## unit: only the fast tests (end-to-end tests skip under -short)
 unit:
@@ -72,8 +78,9 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed on:" >&2; echo "$$out" >&2; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(GO) -C hack/dist vet ./...
 
-## playground: two local clusters (cluster1, cluster2); kubeconfig in .playground/kubeconfig
+## playground: the getting-started on a real node and control planes, left up (see README)
 playground: testbin maybe-node-prereqs
 	MCSA_TESTBIN_DIR=$$(hack/testbin/ensure.sh $(TESTBINS)) $(GO) run ./test/playground $(PLAYGROUND_FLAGS)
 
@@ -83,3 +90,6 @@ playground-stop:
 
 clean:
 	rm -rf $(BIN) .playground
+
+include hack/dist.mk
+include hack/bench.mk
