@@ -224,18 +224,25 @@ func testJob(ctx context.Context, t *testing.T, cs kubernetes.Interface, c2 *con
 	if p.Spec.NodeName == "" {
 		t.Error("the job's pod has no node: the scheduler did not bind it")
 	}
-	log, err := cs.CoreV1().Pods(ns).GetLogs(p.Name, &corev1.PodLogOptions{}).DoRaw(ctx)
-	if err != nil {
-		t.Fatalf("reading the job pod's log through the apiserver: %v", err)
-	}
-	for _, want := range []string{
+	wants := []string{
 		"own cluster https://10.96.0.1:443: authenticated as system:serviceaccount:default:default",
 		fmt.Sprintf("other cluster %s: version v1.37.2", c2.Server),
-	} {
-		if !strings.Contains(string(log), want) {
-			t.Errorf("job log lacks %q:\n%s", want, log)
-		}
 	}
+	// containerd copies a container's output to its log file asynchronously: the file may still
+	// be incomplete when the Job reports completion.
+	var log []byte
+	waitFor(ctx, t, "the job pod's log, through the apiserver", func() (bool, error) {
+		var err error
+		if log, err = cs.CoreV1().Pods(ns).GetLogs(p.Name, &corev1.PodLogOptions{}).DoRaw(ctx); err != nil {
+			return false, err
+		}
+		for _, want := range wants {
+			if !strings.Contains(string(log), want) {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
 	if p.Status.Phase != corev1.PodSucceeded {
 		t.Errorf("job pod %s is %s, want Succeeded", p.Name, p.Status.Phase)
 	}

@@ -320,20 +320,33 @@ func (w *Walkthrough) checkJob(ctx context.Context) error {
 		}
 	}
 	w.say("$ kubectl --context cluster1 logs job/%s", jobName)
-	log, err := cs.CoreV1().Pods(namespace).GetLogs(pod.Name, &corev1.PodLogOptions{}).DoRaw(ctx)
-	if err != nil {
-		return fmt.Errorf("the Job's log: %w", err)
-	}
-	w.show(string(log))
+	log := finishedLog(ctx, cs, pod.Name, func(log string) bool { return hasLine(log, nginx) })
+	w.show(log)
 	if job.Status.Succeeded != 1 {
 		return fmt.Errorf("job %s failed (%d failed pods): %s", jobName, job.Status.Failed, containerStates(pod))
 	}
-	if !hasLine(string(log), nginx) {
+	if !hasLine(log, nginx) {
 		return fmt.Errorf("the Job's log does not list cluster2's pod %s", nginx)
 	}
 	w.say("The Job's pod, in cluster1, listed the pods of cluster2's default namespace as cluster2's\n" +
 		"service account pod-lister.")
 	return nil
+}
+
+// finishedLog reads a finished pod's log, waiting a little for it to be complete: containerd
+// copies a container's output to its log file asynchronously, so the file may lag the pod's
+// phase. It returns what it read last.
+func finishedLog(ctx context.Context, cs kubernetes.Interface, pod string, complete func(string) bool) string {
+	var log string
+	_ = waitFor(ctx, 30*time.Second, "the log of "+pod, func(ctx context.Context) (bool, string) {
+		b, err := cs.CoreV1().Pods(namespace).GetLogs(pod, &corev1.PodLogOptions{}).DoRaw(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		log = string(b)
+		return complete(log), ""
+	})
+	return log
 }
 
 func hasLine(text, line string) bool {
@@ -652,16 +665,14 @@ func (w *Walkthrough) twoClusters(ctx context.Context) error {
 		return err
 	}
 	w.say("$ kubectl --context cluster1 logs %s", twoPod)
-	log, err := cs.CoreV1().Pods(namespace).GetLogs(twoPod, &corev1.PodLogOptions{}).DoRaw(ctx)
-	if err != nil {
-		return err
-	}
-	w.show(string(log))
+	wants := []string{importName + "\t" + nginx, import3Name + "\t" + nginx}
+	log := finishedLog(ctx, cs, twoPod, func(log string) bool { return hasLine(log, wants[0]) && hasLine(log, wants[1]) })
+	w.show(log)
 	if pod.Status.Phase != corev1.PodSucceeded {
 		return fmt.Errorf("pod %s failed: %s", twoPod, containerStates(pod))
 	}
-	for _, want := range []string{importName + "\t" + nginx, import3Name + "\t" + nginx} {
-		if !hasLine(string(log), want) {
+	for _, want := range wants {
+		if !hasLine(log, want) {
 			return fmt.Errorf("the log lacks %q", want)
 		}
 	}
