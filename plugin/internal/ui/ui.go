@@ -1,5 +1,5 @@
 // Package ui writes the plugin's human-facing progress, warnings and check marks to stderr, so
-// that stdout stays pipeable. Colors are used only on a terminal and never when NO_COLOR is set
+// that stdout stays pipeable. Colors are used only on a terminal and never when NO_COLOR is set to anything but the empty string
 // (https://no-color.org).
 package ui
 
@@ -25,7 +25,7 @@ func New(w io.Writer) *UI {
 }
 
 func colorFor(w io.Writer) bool {
-	if _, set := os.LookupEnv("NO_COLOR"); set {
+	if os.Getenv("NO_COLOR") != "" {
 		return false
 	}
 	if os.Getenv("TERM") == "dumb" {
