@@ -104,9 +104,9 @@ func (p *Process) Logs() string {
 
 var buildMu sync.Mutex
 
-// ControllerForTest builds the in-cluster controller and runs it out of cluster against c,
-// with args added to its flags; it is stopped when the test ends, and its log is printed if
-// the test failed.
+// ControllerForTest builds the in-cluster controller and runs it out of cluster against c, the
+// importer only, with args added to its flags (later flags win, so args may turn the webhook
+// on). It is stopped when the test ends, and its log is printed if the test failed.
 func ControllerForTest(t testing.TB, c *Cluster, args ...string) *Process {
 	t.Helper()
 	buildMu.Lock()
@@ -120,6 +120,10 @@ func ControllerForTest(t testing.TB, c *Cluster, args ...string) *Process {
 		"--kubeconfig=" + c.Kubeconfig(),
 		"--metrics-bind-address=0",
 		"--health-probe-bind-address=127.0.0.1:0",
+		// Out of cluster the API server cannot call the webhook's Service anyway; serving it would
+		// take a fixed port and write its certificate outside the test's folders.
+		"--automount-webhook=false",
+		"--webhook-cert-dir=" + filepath.Join(dir, "webhook-certs"),
 	}, args...)...)
 	if err != nil {
 		t.Fatal(err)
