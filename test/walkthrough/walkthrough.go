@@ -21,6 +21,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -208,7 +209,8 @@ func (w *Walkthrough) show(text string) {
 func (w *Walkthrough) mcsa(ctx context.Context, args ...string) (string, error) {
 	w.say("$ kubectl mcsa %s", strings.Join(args, " "))
 	cmd := exec.CommandContext(ctx, w.env.Artifacts.Plugin(), args...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+w.env.Kubeconfig)
+	// The discovery cache goes with the clusters, not into the user's ~/.kube.
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+w.env.Kubeconfig, "KUBECACHEDIR="+filepath.Join(w.env.Dir, "kube-cache"))
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()

@@ -31,6 +31,8 @@ import (
 func TestEndToEnd(t *testing.T) {
 	cs := controlplane.ForTest(t, "cluster1", "cluster2")
 	ctx := context.Background()
+	// kubectl's and the plugin's discovery cache, here rather than in the user's ~/.kube.
+	t.Setenv("KUBECACHEDIR", t.TempDir())
 	c1, c2 := cs[0].Clientset(), cs[1].Clientset()
 	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
 	if err := controlplane.WriteKubeconfig(kubeconfig, cs...); err != nil {
