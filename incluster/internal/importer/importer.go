@@ -21,12 +21,15 @@ import (
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
@@ -98,16 +101,21 @@ func (o *Options) defaults() error {
 }
 
 // CacheOptions restrict the manager's cache of secrets to those labelled as an import's, so
-// that the importer does not hold every secret of the cluster in memory. Pass them to the
-// manager that Setup is given.
+// that the importer does not hold every secret of the cluster in memory, and keep no managed
+// fields. Pass them to the manager that Setup is given.
 func CacheOptions() cache.Options {
 	labelled, err := labels.NewRequirement(v1alpha1.ImportNameKey, selection.Exists, nil)
 	if err != nil {
 		panic(err) // constant input
 	}
-	return cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&corev1.Secret{}: {Label: labels.NewSelector().Add(*labelled)},
-	}}
+	return cache.Options{
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}: {Label: labels.NewSelector().Add(*labelled)},
+		},
+		// Nothing reads managed fields from the cache (an update without them keeps the
+		// server's), and they are a good part of each cached import and secret.
+		DefaultTransform: cache.TransformStripManagedFields(),
+	}
 }
 
 // Reconciler reconciles ServiceAccountImports.
@@ -153,12 +161,15 @@ func Setup(mgr manager.Manager, opts Options) error {
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("serviceaccountimport").
-		For(&v1alpha1.ServiceAccountImport{}).
-		Owns(&corev1.Secret{}).
+		// Not on status-only updates, which are the importer's own: reconciling on them from a
+		// cache that may not hold the new secret yet cost a redundant status patch per import.
+		For(&v1alpha1.ServiceAccountImport{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		// Nor on a secret's creation: only the importer creates secrets it owns.
+		Owns(&corev1.Secret{}, builder.WithPredicates(predicate.Funcs{CreateFunc: func(event.CreateEvent) bool { return false }})).
 		// A credential appearing, changing or going away affects every import of its cluster:
-		// those waiting for it become ready without a restart.
+		// those waiting for it become ready without a restart. Its status does not matter.
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.importsOfCredential)).
-		Watches(&v1alpha1.ServiceAccountImport{}, handler.EnqueueRequestsFromMapFunc(r.importsOfCredential)).
+		Watches(&v1alpha1.ServiceAccountImport{}, handler.EnqueueRequestsFromMapFunc(r.importsOfCredential), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: opts.MaxConcurrentReconciles,
 			RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](500*time.Millisecond, opts.MaxRetryDelay),
