@@ -256,3 +256,44 @@ func BenchmarkHandle(b *testing.B) {
 		}
 	}
 }
+
+// TestHandleReadsCacheFirst checks that the cache answers what it holds, and that a miss (an
+// import created just before its pod, a secret the cache does not hold) is read directly.
+func TestHandleReadsCacheFirst(t *testing.T) {
+	s := testScheme()
+	cached := serviceAccountImport("team", "cached")
+	late := serviceAccountImport("team", "late")
+	hijacked := serviceAccountImport("team", "hijacked")
+	foreign := importSecret(hijacked)
+	foreign.OwnerReferences, foreign.Labels = nil, nil
+	h := &Handler{
+		Cache:   fake.NewClientBuilder().WithScheme(s).WithObjects(cached, importSecret(cached), hijacked).Build(),
+		Reader:  fake.NewClientBuilder().WithScheme(s).WithObjects(late, importSecret(late), hijacked, foreign).Build(),
+		Decoder: admission.NewDecoder(s),
+	}
+	for _, tc := range []struct {
+		name, annotation string
+		allowed          bool
+		contains         string
+	}{
+		{"held by the cache only", "cached", true, ""},
+		{"created just before the pod", "late", true, ""},
+		{"foreign secret the cache does not hold", "hijacked", false, `secret "hijacked-token"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := h.Handle(context.Background(), podRequest(t, "team", annotated(tc.annotation)))
+			if resp.Allowed != tc.allowed {
+				t.Fatalf("allowed = %v, want %v (%s)", resp.Allowed, tc.allowed, resp.Result.Message)
+			}
+			if tc.allowed && len(resp.Patches) == 0 {
+				t.Fatal("allowed without mounting the import")
+			}
+			if len(resp.Warnings) > 0 {
+				t.Fatalf("unexpected warnings %v: the secret was not found", resp.Warnings)
+			}
+			if !strings.Contains(resp.Result.Message, tc.contains) {
+				t.Fatalf("message %q lacks %q", resp.Result.Message, tc.contains)
+			}
+		})
+	}
+}

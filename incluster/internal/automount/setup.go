@@ -49,6 +49,10 @@ type Options struct {
 	FieldOwner string
 	// Timing tunes certificate lifetimes and checks.
 	Timing servingcert.Timing
+	// Cache, when set, is read first (imports, and secrets as the cache holds them); a miss
+	// falls back to a direct read. Pass the manager's cache when it holds only the importer's
+	// labelled secrets (importer.CacheOptions); nil reads directly every time.
+	Cache client.Reader
 }
 
 // Setup adds the webhook to mgr: its own webhook server (not bound to leader election: every
@@ -121,7 +125,7 @@ func Setup(mgr manager.Manager, opts Options) error {
 	if err != nil {
 		return err
 	}
-	server.Register(Path, &admission.Webhook{Handler: &Handler{Reader: reader, Decoder: admission.NewDecoder(scheme)}})
+	server.Register(Path, &admission.Webhook{Handler: &Handler{Reader: reader, Cache: opts.Cache, Decoder: admission.NewDecoder(scheme)}})
 	if err := mgr.Add(rotator); err != nil {
 		return err
 	}
