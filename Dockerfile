@@ -17,7 +17,7 @@ RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath \
-      -ldflags "-s -w -X github.com/kubectl-mcsa/kubectl-mcsa/internal/version.Version=${VERSION}" \
+      -ldflags "-s -w -X github.com/kubectl-mcsa/kubectl-mcsa/incluster/version.Version=${VERSION}" \
       -o /out/mcsa-controller ./incluster/cmd/mcsa-controller
 
 # Static binary, no shell, no package manager.

@@ -6,7 +6,7 @@ GO ?= go
 BIN := $(CURDIR)/bin
 # A semantic version (krew needs one): the latest v* tag as git describes it, else v0.1.0-dev.
 VERSION ?= $(shell git describe --tags --match 'v[0-9]*' --dirty 2>/dev/null || echo v0.1.0-dev)
-LDFLAGS := -s -w -X github.com/kubectl-mcsa/kubectl-mcsa/internal/version.Version=$(VERSION)
+LDFLAGS := -s -w -X github.com/kubectl-mcsa/kubectl-mcsa/incluster/version.Version=$(VERSION)
 # Go test flags; e.g. `make test TESTFLAGS='-run TestImporter -v'`.
 TESTFLAGS ?=
 PKGS ?= ./...

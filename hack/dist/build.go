@@ -10,7 +10,7 @@ import (
 )
 
 // versionVar is the variable `kubectl mcsa version` prints.
-const versionVar = "github.com/kubectl-mcsa/kubectl-mcsa/internal/version.Version"
+const versionVar = "github.com/kubectl-mcsa/kubectl-mcsa/incluster/version.Version"
 
 // commands are the main packages every archive holds, relative to the module root.
 var commands = []string{"./plugin/cmd/" + pluginBinary, "./plugin/cmd/" + completionBinary}

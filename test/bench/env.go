@@ -32,8 +32,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
-	"github.com/kubectl-mcsa/kubectl-mcsa/internal/credential"
-	"github.com/kubectl-mcsa/kubectl-mcsa/internal/grant"
+	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/credential"
+	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/grant"
 	"github.com/kubectl-mcsa/kubectl-mcsa/manifests"
 	"github.com/kubectl-mcsa/kubectl-mcsa/test/controlplane"
 )

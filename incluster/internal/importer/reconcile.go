@@ -18,8 +18,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
-	"github.com/kubectl-mcsa/kubectl-mcsa/internal/credential"
-	"github.com/kubectl-mcsa/kubectl-mcsa/internal/grant"
+	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/credential"
+	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/grant"
 )
 
 // Event reasons besides the Ready condition's failure reasons, which failure events use.

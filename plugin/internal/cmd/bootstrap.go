@@ -10,7 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/utils/ptr"
 
-	"github.com/kubectl-mcsa/kubectl-mcsa/internal/grant"
+	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/grant"
 	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/allow"
 	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/bootstrap"
 	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/kube"

@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/kubectl-mcsa/kubectl-mcsa/internal/version"
+	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/version"
 )
 
 func newVersionCmd(c *common) *cobra.Command {

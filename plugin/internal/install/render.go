@@ -14,7 +14,7 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
-	"github.com/kubectl-mcsa/kubectl-mcsa/internal/version"
+	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/version"
 	"github.com/kubectl-mcsa/kubectl-mcsa/manifests"
 )
 

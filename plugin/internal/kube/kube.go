@@ -17,7 +17,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
-	"github.com/kubectl-mcsa/kubectl-mcsa/internal/version"
+	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/version"
 )
 
 // Clients are the clients of one kubeconfig context.

@@ -41,7 +41,7 @@ const (
 	// Entrypoint is where the binary lands, and what runs.
 	Entrypoint = "/mcsa-controller"
 
-	versionVar = "github.com/kubectl-mcsa/kubectl-mcsa/internal/version.Version"
+	versionVar = "github.com/kubectl-mcsa/kubectl-mcsa/incluster/version.Version"
 	source     = "https://github.com/kubectl-mcsa/kubectl-mcsa"
 )
 
