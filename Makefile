@@ -11,9 +11,9 @@ LDFLAGS := -s -w -X github.com/kubectl-mcsa/kubectl-mcsa/incluster/version.Versi
 TESTFLAGS ?=
 PKGS ?= ./...
 
-COMMANDS := $(filter-out incluster/examples/internal,$(wildcard plugin/cmd/* incluster/cmd/* incluster/examples/*))
+COMMANDS := $(wildcard plugin/cmd/* incluster/cmd/* incluster/examples/*)
 
-.PHONY: all help build testbin test unit verify generate lint playground playground-stop clean node-prereqs maybe-node-prereqs docs
+.PHONY: all help build testbin test unit verify generate lint golangci-lint tidy-check playground playground-stop clean node-prereqs maybe-node-prereqs docs
 
 all: build
 
@@ -26,8 +26,9 @@ build:
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./,$(COMMANDS))
 
-# The Kubernetes binaries the tests run: control planes, and a real node for the walkthrough.
-TESTBINS := etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy
+# The Kubernetes binaries the tests run: control planes, a real node for the walkthrough, and
+# kubectl, run inside a pod by the original clients' compatibility check.
+TESTBINS := etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl
 
 ## testbin: build (once, cached by version) etcd and the Kubernetes binaries
 testbin:
@@ -37,7 +38,7 @@ testbin:
 ## and a real node (whose Debian packages it installs when run as root)
 test: verify testbin maybe-node-prereqs
 	MCSA_TESTBIN_DIR=$$(hack/testbin/ensure.sh $(TESTBINS)) $(GO) test -count=1 -timeout 25m $(TESTFLAGS) $(PKGS)
-	$(GO) -C hack/dist test -count=1 ./...
+	$(GO) -C hack/dist test -count=1 -timeout 20m ./...
 
 ## unit: only the fast tests (end-to-end tests skip under -short)
 unit:
@@ -63,8 +64,8 @@ generate: $(BIN)/controller-gen
 $(BIN)/controller-gen: hack/tools/go.mod
 	$(GO) -C hack/tools build -o $(BIN)/controller-gen sigs.k8s.io/controller-tools/cmd/controller-gen
 
-## verify: gofmt, go vet, and generated files up to date
-verify: lint
+## verify: lint, every module tidy, and generated files up to date
+verify: lint tidy-check
 	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
 	cp -r manifests/crd incluster/api/v1alpha1/zz_generated.deepcopy.go $$tmp/; \
 	$(MAKE) --no-print-directory generate >/dev/null; \
@@ -73,20 +74,45 @@ verify: lint
 	  echo "generated files are out of date: run 'make generate' and commit the result" >&2; exit 1; \
 	fi
 
-## lint: gofmt and go vet
+## lint: gofmt, go vet and golangci-lint
+# gofmt on every Go file git knows of that is still there (deleted but not yet `git rm`-ed ones aside).
 lint:
-	@out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go')); \
+	@out=$$(git ls-files --cached --others --exclude-standard '*.go' | while read -r f; do [ ! -e "$$f" ] || echo "$$f"; done | xargs -r gofmt -l); \
 	if [ -n "$$out" ]; then echo "gofmt needed on:" >&2; echo "$$out" >&2; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) -C hack/dist vet ./...
+	@$(MAKE) --no-print-directory golangci-lint
+
+## golangci-lint: the linters of .golangci.yml over the root module and hack/dist
+# Both modules are linted, then it fails if either has findings.
+golangci-lint: $(BIN)/golangci-lint
+	@rc=0; \
+	$(BIN)/golangci-lint run ./... || rc=1; \
+	(cd hack/dist && $(BIN)/golangci-lint run --config $(CURDIR)/.golangci.yml ./...) || rc=1; \
+	exit $$rc
+
+# Built once from hack/lint (its own module, which pins the version), like controller-gen.
+$(BIN)/golangci-lint: hack/lint/go.mod
+	$(GO) -C hack/lint build -o $(BIN)/golangci-lint github.com/golangci/golangci-lint/v2/cmd/golangci-lint
+
+# The root module and every tool module (hack/tools, hack/dist, hack/lint, hack/testbin/*).
+MODULES := . $(patsubst %/go.mod,%,$(wildcard hack/*/go.mod hack/testbin/*/go.mod))
+
+## tidy-check: go.mod and go.sum of every module as `go mod tidy` leaves them
+tidy-check:
+	@fail=0; for m in $(MODULES); do \
+	  if ! $(GO) -C $$m mod tidy -diff; then \
+	    echo "$$m: go.mod/go.sum are not tidy: run 'go mod tidy' in $$m and commit the result" >&2; fail=1; \
+	  fi; \
+	done; exit $$fail
 
 ## playground: the getting-started on a real node and control planes, left up (see README)
 playground: testbin maybe-node-prereqs
-	MCSA_TESTBIN_DIR=$$(hack/testbin/ensure.sh $(TESTBINS)) $(GO) run ./test/playground $(PLAYGROUND_FLAGS)
+	MCSA_TESTBIN_DIR=$$(hack/testbin/ensure.sh $(TESTBINS)) $(GO) run ./hack/playground $(PLAYGROUND_FLAGS)
 
 ## playground-stop: stop a playground started with PLAYGROUND_FLAGS=--detach
 playground-stop:
-	$(GO) run ./test/playground --stop
+	$(GO) run ./hack/playground --stop
 
 clean:
 	rm -rf $(BIN) .playground

@@ -18,7 +18,7 @@ BENCH_PODS ?= 200
 BENCH_PHASES ?= bulk,webhook,steady,cli
 # Where the results table is written (default: a new temporary directory, printed at the end).
 BENCH_OUT ?=
-# Any other flag of test/bench/cmd/mcsa-bench (`go run ./test/bench/cmd/mcsa-bench -h`).
+# Any other flag of hack/bench/cmd/mcsa-bench (`go run ./hack/bench/cmd/mcsa-bench -h`).
 BENCH_FLAGS ?=
 
 BENCH_BIN := $(BIN)/bench
@@ -29,7 +29,7 @@ BENCH_BIN := $(BIN)/bench
 bench: testbin
 	@mkdir -p $(BENCH_BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BENCH_BIN)/ ./incluster/cmd/mcsa-controller ./plugin/cmd/kubectl-mcsa
-	$(GO) build -o $(BENCH_BIN)/mcsa-bench ./test/bench/cmd/mcsa-bench
+	$(GO) build -o $(BENCH_BIN)/mcsa-bench ./hack/bench/cmd/mcsa-bench
 	MCSA_TESTBIN_DIR=$$(hack/testbin/ensure.sh etcd kube-apiserver kube-controller-manager) BENCH_OUT='$(BENCH_OUT)' \
 	  $(BENCH_BIN)/mcsa-bench -controller $(BENCH_BIN)/mcsa-controller -plugin $(BENCH_BIN)/kubectl-mcsa \
 	  -imports $(BENCH_IMPORTS) -profiles $(BENCH_PROFILES) -steady-imports $(BENCH_STEADY_IMPORTS) \

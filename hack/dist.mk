@@ -4,7 +4,8 @@
 #   make dist VERSION=v0.1.0            archives for every platform and their checksums, in dist/
 #   make krew-manifest VERSION=v0.1.0   the above, then krew-index/plugins/mcsa.yaml from them
 #   make image VERSION=v0.1.0           dist/mcsa-controller_v0.1.0.oci.tar (linux/amd64, arm64)
-#   make krew-test                      the krew and image tests alone (`make test` runs them too)
+#   make krew-test                      hack/dist's tests alone, krew and image included (`make test`
+#                                       runs them too)
 
 # The Makefile's VERSION: given (make dist VERSION=v0.1.0), else the latest v* tag as git
 # describes it (v0.1.0, or v0.1.0-3-gabc1234 past it), else v0.1.0-dev. krew needs it semantic.
@@ -33,9 +34,9 @@ krew-manifest: dist
 
 ## image: the mcsa-controller image (linux/amd64, linux/arm64) as an OCI archive in dist/
 image:
-	$(GO) run ./test/dist/cmd/controller-image -version $(RELEASE_VERSION) -platforms $(IMAGE_PLATFORMS) \
+	$(DIST_TOOL) image -src $(CURDIR) -version $(RELEASE_VERSION) -platforms $(IMAGE_PLATFORMS) \
 	  -out $(DIST)/mcsa-controller_$(RELEASE_VERSION).oci.tar
 
 ## krew-test: install the plugin with krew and run it through kubectl; check the controller image
 krew-test:
-	$(GO) test -count=1 -timeout 20m $(TESTFLAGS) ./test/dist/...
+	$(GO) -C hack/dist test -count=1 -timeout 20m $(TESTFLAGS) ./...

@@ -2,23 +2,20 @@ package manifests_test
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 	"testing"
-	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
 	"github.com/kubectl-mcsa/kubectl-mcsa/manifests"
-	"github.com/kubectl-mcsa/kubectl-mcsa/test/controlplane"
+	"github.com/kubectl-mcsa/kubectl-mcsa/test/fixture"
 )
 
 var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
@@ -26,10 +23,10 @@ var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version:
 // TestCRD applies the generated CRD to a real kube-apiserver and checks its schema, status
 // subresource and printer columns as users meet them.
 func TestCRD(t *testing.T) {
-	cs := controlplane.ForTest(t, "crd")
+	f := fixture.ForTest(t, fixture.Options{Clusters: []string{"crd"}, CRD: []string{"crd"}})
+	c := f.Cluster("crd")
 	ctx := context.Background()
-	dyn := dynamic.NewForConfigOrDie(cs[0].Config)
-	applyCRD(t, ctx, dyn)
+	dyn := dynamic.NewForConfigOrDie(c.Config)
 	sais := dyn.Resource(v1alpha1.Resource).Namespace("default")
 
 	t.Run("original manifest round-trips", func(t *testing.T) {
@@ -139,7 +136,7 @@ spec:
 
 	t.Run("printer columns", func(t *testing.T) {
 		var table metav1.Table
-		err := cs[0].Clientset().CoreV1().RESTClient().Get().
+		err := c.Clientset().CoreV1().RESTClient().Get().
 			AbsPath("/apis/multicluster.admiralty.io/v1alpha1/namespaces/default/serviceaccountimports").
 			SetHeader("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io").
 			Do(ctx).Into(&table)
@@ -166,7 +163,7 @@ spec:
 	})
 
 	t.Run("short name and category", func(t *testing.T) {
-		crd, err := dyn.Resource(crdGVR).Get(ctx, "serviceaccountimports.multicluster.admiralty.io", metav1.GetOptions{})
+		crd, err := dyn.Resource(crdGVR).Get(ctx, manifests.CRD, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -175,27 +172,6 @@ spec:
 			t.Fatalf("shortNames = %v", short)
 		}
 	})
-}
-
-func applyCRD(t *testing.T, ctx context.Context, dyn dynamic.Interface) {
-	t.Helper()
-	b, err := manifests.FS.ReadFile("crd/multicluster.admiralty.io_serviceaccountimports.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	obj := mustObject(t, string(b))
-	data, _ := json.Marshal(obj.Object)
-	force := true
-	if _, err := dyn.Resource(crdGVR).Patch(ctx, obj.GetName(), types.ApplyPatchType, data, metav1.PatchOptions{FieldManager: "crd-test", Force: &force}); err != nil {
-		t.Fatalf("applying the CRD: %v", err)
-	}
-	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		_, err := dyn.Resource(v1alpha1.Resource).Namespace("default").List(ctx, metav1.ListOptions{})
-		return err == nil, nil
-	})
-	if err != nil {
-		t.Fatalf("CRD not served: %v", err)
-	}
 }
 
 func mustObject(t *testing.T, doc string) *unstructured.Unstructured {

@@ -7,6 +7,7 @@ import (
 	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -132,8 +133,12 @@ func writeArchive(out string, files map[string]string, mtime time.Time) (err err
 	}
 	defer func() {
 		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
+			// The archive failed already, which err says. Closing a file that was maybe closed
+			// above can only add "already closed"; a temporary file that stays is worth saying.
+			_ = tmp.Close()
+			if rerr := os.Remove(tmp.Name()); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
 		}
 	}()
 	w := bufio.NewWriter(tmp)

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kubectl-mcsa/kubectl-mcsa/hack/dist/image"
 )
 
 func TestCheckVersion(t *testing.T) {
@@ -60,6 +62,32 @@ func TestParsePlatforms(t *testing.T) {
 			if got := "[" + strings.Join(names, " ") + "]"; got != tt.want {
 				t.Errorf("parsePlatforms(%q) = %s, want %s", tt.in, got, tt.want)
 			}
+		}
+	}
+}
+
+func TestImageFlag(t *testing.T) {
+	tests := []struct {
+		in   string
+		want image.Spec
+		ok   bool
+	}{
+		{"mcsa.test/pause:e2e=/tmp/pause", image.Spec{Ref: "mcsa.test/pause:e2e", Binary: "/tmp/pause"}, true},
+		{"r:1=/b/x,path=/usr/bin/x,user=0:0", image.Spec{Ref: "r:1", Binary: "/b/x", Path: "/usr/bin/x", User: "0:0"}, true},
+		{"r:1", image.Spec{}, false},
+		{"=/b/x", image.Spec{}, false},
+		{"r:1=", image.Spec{}, false},
+		{"r:1=/b/x,entrypoint=/x", image.Spec{}, false},
+	}
+	for _, tt := range tests {
+		var specs imageSpecs
+		err := specs.Set(tt.in)
+		if (err == nil) != tt.ok {
+			t.Errorf("-image %q: %v, want ok=%v", tt.in, err, tt.ok)
+			continue
+		}
+		if tt.ok && (len(specs) != 1 || specs[0] != tt.want) {
+			t.Errorf("-image %q: %+v, want %+v", tt.in, specs, tt.want)
 		}
 	}
 }

@@ -4,8 +4,13 @@
 //	             platform's archive and writes the checksums file (`make dist`)
 //	dist archive packs one platform's archive from binaries built elsewhere
 //	dist krew    writes the krew manifest from the archives (`make krew-manifest`)
+//	dist image   cross-compiles mcsa-controller and writes its multi-arch image as an OCI
+//	             archive (`make image`)
+//	dist images  packs static binaries built elsewhere into images, in one tarball that
+//	             containerd imports: the test harness's images (test/image)
 //
-// Run it from this module: `go -C hack/dist run . build -src ../.. -version v0.1.0 -out ../../dist`.
+// Run it from this module: `go -C hack/dist run . build -src ../.. -version v0.1.0 -out ../../dist`
+// (relative paths are relative to hack/dist).
 package main
 
 import (
@@ -20,9 +25,11 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/version"
+
+	"github.com/kubectl-mcsa/kubectl-mcsa/hack/dist/image"
 )
 
-const usage = `usage: dist build|archive|krew [flags]; dist COMMAND -h lists a command's flags`
+const usage = `usage: dist build|archive|krew|image|images [flags]; dist COMMAND -h lists a command's flags`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -38,13 +45,20 @@ func run(ctx context.Context, args []string) error {
 		return errors.New(usage)
 	}
 	fs := flag.NewFlagSet("dist "+args[0], flag.ContinueOnError)
-	ver := fs.String("version", "", "release version, a semantic version with a leading v (krew requires one), e.g. v0.1.0")
+	// The release artifacts are named after the version; the harness's images are not released.
+	var ver *string
+	if args[0] != "images" {
+		ver = fs.String("version", "", "release version, a semantic version with a leading v (krew requires one), e.g. v0.1.0")
+	}
 	parse := func() error {
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
 		if fs.NArg() > 0 {
 			return fmt.Errorf("unexpected arguments %q", fs.Args())
+		}
+		if ver == nil {
+			return nil
 		}
 		return checkVersion(*ver)
 	}
@@ -99,8 +113,62 @@ func run(ctx context.Context, args []string) error {
 			return err
 		}
 		return writeManifest(*ver, *base, *dir, ps, *out)
+	case "image":
+		src := fs.String("src", ".", "root of the kubectl-mcsa module")
+		plats := fs.String("platforms", strings.Join(image.ControllerPlatforms, ","), "comma-separated linux platforms, os/arch[/variant]")
+		out := fs.String("out", "", "the OCI archive to write, e.g. dist/mcsa-controller_v0.1.0.oci.tar")
+		if err := parse(); err != nil {
+			return err
+		}
+		if *out == "" {
+			return errors.New("-out is required")
+		}
+		start := time.Now()
+		if err := image.BuildController(ctx, *src, *ver, strings.Split(*plats, ","), *out); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "%s: %s for %s (%s)\n", *out, image.ControllerRef(*ver), *plats, time.Since(start).Round(100*time.Millisecond))
+		return nil
+	case "images":
+		var specs imageSpecs
+		fs.Var(&specs, "image", "an image, REF=BINARY[,path=PATH][,user=UID:GID] (repeatable): BINARY, a static linux binary for this machine's architecture, is the entrypoint at PATH (default /BINARY's name), run as user UID:GID (default "+image.NonRoot+")")
+		out := fs.String("out", "", "the tarball to write, in the docker save layout that ctr images import takes")
+		if err := parse(); err != nil {
+			return err
+		}
+		if *out == "" || len(specs) == 0 {
+			return errors.New("-out and at least one -image are required")
+		}
+		return image.Write(*out, specs...)
 	}
 	return errors.New(usage)
+}
+
+// imageSpecs collects the -image flags of `dist images`.
+type imageSpecs []image.Spec
+
+func (s *imageSpecs) String() string { return fmt.Sprint(*s) }
+
+// Set parses REF=BINARY[,path=PATH][,user=UID:GID].
+func (s *imageSpecs) Set(v string) error {
+	ref, rest, ok := strings.Cut(v, "=")
+	fields := strings.Split(rest, ",")
+	if !ok || ref == "" || fields[0] == "" {
+		return fmt.Errorf("%q: want REF=BINARY[,path=PATH][,user=UID:GID]", v)
+	}
+	spec := image.Spec{Ref: ref, Binary: fields[0]}
+	for _, f := range fields[1:] {
+		switch k, val, _ := strings.Cut(f, "="); k {
+		case "path":
+			spec.Path = val
+		case "user":
+			spec.User = val
+		default:
+			return fmt.Errorf("%q: unknown option %q; want path= or user=", v, f)
+		}
+	}
+	*s = append(*s, spec)
+	return nil
 }
 
 // checkVersion accepts what krew accepts: a semantic version with a leading "v".

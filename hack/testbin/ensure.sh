@@ -31,7 +31,7 @@ for bin in "${want[@]}"; do
     etcd)
       echo "testbin: building etcd $etcd_version (about a minute cold)..." >&2
       (cd "$here/etcd" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$dir/.$bin.tmp" go.etcd.io/etcd/server/v3) ;;
-    kube-apiserver|kube-controller-manager|kube-scheduler|kubelet|kube-proxy)
+    kube-apiserver|kube-controller-manager|kube-scheduler|kubelet|kube-proxy|kubectl)
       echo "testbin: building $bin $kube_version (several minutes cold)..." >&2
       (cd "$here/kube" && CGO_ENABLED=0 go build -trimpath -tags providerless -ldflags "$ldflags" -o "$dir/.$bin.tmp" "k8s.io/kubernetes/cmd/$bin") ;;
     *) echo "testbin: unknown binary $bin" >&2; exit 2 ;;

@@ -1,5 +1,5 @@
-// Tool module: code generators and linters used by `make generate` and `make lint`. Never
-// imported by the product module.
+// Tool module: the code generators used by `make generate` (controller-gen). golangci-lint, run
+// by `make lint`, has its own module in hack/lint. Never imported by the product module.
 module github.com/kubectl-mcsa/kubectl-mcsa/hack/tools
 
 go 1.26.0

@@ -71,11 +71,11 @@ func (f fixture) brokenImport(changes map[string][]byte) {
 
 func TestConfigAndNamespace(t *testing.T) {
 	type call func(e testEnv) (*rest.Config, string, error)
-	generic := func(e testEnv) (*rest.Config, string, error) { return ConfigAndNamespace() }
+	generic := func(testEnv) (*rest.Config, string, error) { return ConfigAndNamespace() }
 	named := func(name string) call {
 		return func(testEnv) (*rest.Config, string, error) { return NamedConfigAndNamespace(name) }
 	}
-	single := func(e testEnv) (*rest.Config, string, error) { return ServiceAccountImportConfigAndNamespace() }
+	single := func(testEnv) (*rest.Config, string, error) { return ServiceAccountImportConfigAndNamespace() }
 	namedImport := func(name string) call {
 		return func(testEnv) (*rest.Config, string, error) { return NamedServiceAccountImportConfigAndNamespace(name) }
 	}

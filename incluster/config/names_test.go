@@ -46,7 +46,11 @@ func TestImportNames(t *testing.T) {
 	}{
 		{name: "no mount root", setup: func(*testing.T, testEnv, []byte) {},
 			names: []string{}, singleErr: "no service account import is mounted", notMounted: []string{"a", ""}},
-		{name: "empty mount root", setup: func(t *testing.T, e testEnv, _ []byte) { os.MkdirAll(e.root, 0o755) },
+		{name: "empty mount root", setup: func(t *testing.T, e testEnv, _ []byte) {
+			if err := os.MkdirAll(e.root, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		},
 			names: []string{}, singleErr: "no service account import is mounted"},
 		{name: "one import", setup: func(t *testing.T, e testEnv, ca []byte) {
 			writeAtomic(t, filepath.Join(e.root, "only"), importFiles(ca, "https://o.example", "ns", "tok"))

@@ -167,7 +167,7 @@ func (rt *tokenFileRoundTripper) RoundTrip(req *http.Request) (*http.Response, e
 	}
 	// Drain a little so that the connection can be reused.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-	resp.Body.Close()
+	_ = resp.Body.Close() // the refused response is dropped: nothing to report
 	logger.V(4).Info("Retrying a request refused with 401 with the rotated bearer token", "path", rt.token.path)
 	return rt.next.RoundTrip(retry)
 }

@@ -31,7 +31,7 @@ func (f *fakeAPI) RoundTrip(req *http.Request) (*http.Response, error) {
 	f.sent = append(f.sent, tok)
 	if req.Body != nil {
 		b, _ := io.ReadAll(req.Body)
-		req.Body.Close()
+		_ = req.Body.Close()
 		f.bodies = append(f.bodies, string(b))
 	}
 	if f.hook != nil {
@@ -142,7 +142,9 @@ func TestTokenFileRoundTripper(t *testing.T) {
 				if err != nil {
 					t.Fatalf("step %d: %v", i, err)
 				}
-				resp.Body.Close()
+				if err := resp.Body.Close(); err != nil {
+					t.Fatalf("step %d: %v", i, err)
+				}
 				if resp.StatusCode != s.wantStatus {
 					t.Errorf("step %d: status %d, want %d", i, resp.StatusCode, s.wantStatus)
 				}
@@ -186,10 +188,10 @@ func TestClientGoChain(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		if !ok {
 			w.WriteHeader(http.StatusUnauthorized)
-			io.WriteString(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Unauthorized","code":401}`)
+			_, _ = io.WriteString(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Unauthorized","code":401}`)
 			return
 		}
-		io.WriteString(w, `{"kind":"PodList","apiVersion":"v1","items":[{"metadata":{"name":"p"}}]}`)
+		_, _ = io.WriteString(w, `{"kind":"PodList","apiVersion":"v1","items":[{"metadata":{"name":"p"}}]}`)
 	}))
 	defer srv.Close()
 	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})

@@ -5,10 +5,9 @@
 package credential
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
-	"strings"
+	"fmt"
+	"path"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,7 +15,6 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
-	"k8s.io/utils/ptr"
 
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
 )
@@ -51,9 +49,10 @@ func (d Data) Validate() error {
 }
 
 // SecretData renders an import's secret data: keys token, ca.crt (omitted without a CA),
-// namespace, server and config, a kubeconfig reading the token and CA from the files beside it.
-func (d Data) SecretData() (map[string][]byte, error) {
-	cfg, err := d.Kubeconfig()
+// namespace, server and config, a kubeconfig for the secret mounted at mountDir (see
+// MountedKubeconfig); for an import, mountDir is v1alpha1.MountPath(import name).
+func (d Data) SecretData(mountDir string) (map[string][]byte, error) {
+	cfg, err := d.MountedKubeconfig(mountDir)
 	if err != nil {
 		return nil, err
 	}
@@ -79,15 +78,25 @@ func Parse(data map[string][]byte) Data {
 	}
 }
 
-// Kubeconfig refers to the token and CA by paths relative to itself (client-go resolves them
-// against the kubeconfig's folder). Mounted from a secret volume, it follows token rotation:
-// client-go rereads a token file, whereas an inline token would be stale after a refresh.
-func (d Data) Kubeconfig() ([]byte, error) {
+// MountedKubeconfig is the kubeconfig of a secret mounted at mountDir: the CA inline and the
+// token by the absolute path of the mounted token file.
+//
+// Why this form: clients load the file in several ways, and only ClientConfigLoadingRules.Load
+// (kubectl, BuildConfigFromFlags) resolves relative paths against the kubeconfig's folder;
+// clientcmd.LoadFromFile followed by NewDefaultClientConfig, the sequence of the original
+// project's config package, leaves them relative to the process's working directory and fails.
+// An absolute tokenFile works with every loader, and client-go (kubernetes 1.14 and later)
+// re-reads it about once a minute, so long-running clients follow the importer's rotations; an
+// inline token would be stale after the first one. The CA is inline so that the file needs no
+// second path and a copy taken out of the pod still knows the server's CA (its token path does
+// not resolve there: `kubectl mcsa kubeconfig` prints a self-contained one).
+func (d Data) MountedKubeconfig(mountDir string) ([]byte, error) {
+	if !path.IsAbs(mountDir) {
+		return nil, fmt.Errorf("credential: mount folder %q is not an absolute path", mountDir)
+	}
 	return d.kubeconfig(func(c *clientcmdapi.Cluster, u *clientcmdapi.AuthInfo) {
-		if len(d.CAData) > 0 {
-			c.CertificateAuthority = v1alpha1.SecretKeyCACert
-		}
-		u.TokenFile = v1alpha1.SecretKeyToken
+		c.CertificateAuthorityData = d.CAData
+		u.TokenFile = path.Join(mountDir, v1alpha1.SecretKeyToken)
 	})
 }
 
@@ -127,7 +136,7 @@ func (d Data) RESTConfig() *rest.Config {
 // labelled with the import's name and controlled by the import (so that it is garbage-collected
 // with it and the importer recognizes it as its own).
 func NewSecret(imp *v1alpha1.ServiceAccountImport, d Data) (*corev1.Secret, error) {
-	data, err := d.SecretData()
+	data, err := d.SecretData(v1alpha1.MountPath(imp.Name))
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +145,7 @@ func NewSecret(imp *v1alpha1.ServiceAccountImport, d Data) (*corev1.Secret, erro
 		ObjectMeta: metav1.ObjectMeta{
 			Name:            v1alpha1.SecretName(imp.Name),
 			Namespace:       imp.Namespace,
-			Labels:          map[string]string{v1alpha1.ImportNameKey: LabelValue(imp.Name)},
+			Labels:          map[string]string{v1alpha1.ImportNameKey: v1alpha1.SecretLabelValue(imp.Name)},
 			OwnerReferences: []metav1.OwnerReference{OwnerReference(imp)},
 		},
 		Type: corev1.SecretTypeOpaque,
@@ -144,32 +153,10 @@ func NewSecret(imp *v1alpha1.ServiceAccountImport, d Data) (*corev1.Secret, erro
 	}, nil
 }
 
-// LabelValue is the value of the v1alpha1.ImportNameKey label on an import's secret: the import's
-// name, as in the original project, when it fits in a label value (63 characters); a longer name
-// is truncated and suffixed with a hash of it. The label selects secrets; ownership is decided
-// by the owner reference alone.
-func LabelValue(importName string) string {
-	const maxLen, hashLen = 63, 10
-	if len(importName) <= maxLen {
-		return importName
-	}
-	sum := sha256.Sum256([]byte(importName))
-	// A label value ends with an alphanumeric character.
-	prefix := strings.TrimRight(importName[:maxLen-hashLen-1], ".-")
-	return prefix + "-" + hex.EncodeToString(sum[:])[:hashLen]
-}
-
 // OwnerReference makes imp the controller of its secret. BlockOwnerDeletion keeps the secret
 // until foreground deletion of the import is done with it.
 func OwnerReference(imp *v1alpha1.ServiceAccountImport) metav1.OwnerReference {
-	return metav1.OwnerReference{
-		APIVersion:         v1alpha1.GroupVersion.String(),
-		Kind:               "ServiceAccountImport",
-		Name:               imp.Name,
-		UID:                imp.UID,
-		Controller:         ptr.To(true),
-		BlockOwnerDeletion: ptr.To(true),
-	}
+	return *metav1.NewControllerRef(imp, v1alpha1.GroupVersion.WithKind("ServiceAccountImport"))
 }
 
 // OwnedBy reports whether imp controls secret: only such a secret is the import's.

@@ -13,8 +13,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
@@ -41,7 +41,7 @@ func TestSecretData(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			data, err := tt.data.SecretData()
+			data, err := tt.data.SecretData("/mnt/imp")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -82,98 +82,130 @@ func TestValidate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			d := sample
 			tt.modify(&d)
-			if _, err := d.SecretData(); err == nil || !strings.Contains(err.Error(), tt.want) {
+			if _, err := d.SecretData("/mnt/imp"); err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("SecretData error = %v, want %q", err, tt.want)
 			}
 		})
 	}
 }
 
-// TestMountedKubeconfig writes the secret's files as a secret volume would and checks that the
-// kubeconfig resolves the token and CA inside that folder, and that a client sends the token.
+// TestMountedKubeconfig writes the secret's files as a secret volume would and loads the config
+// file the ways clients do, from another working directory: each must find the token and CA and
+// send the token, and each must keep the token file as the token's source, so that it follows
+// rotation.
 func TestMountedKubeconfig(t *testing.T) {
 	var gotAuth string
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		gotAuth = r.Header.Get("Authorization")
 		w.Header().Set("Content-Type", "application/json")
-		w.Write([]byte(`{"kind":"Namespace","apiVersion":"v1","metadata":{"name":"team"}}`))
+		_, _ = w.Write([]byte(`{"kind":"Namespace","apiVersion":"v1","metadata":{"name":"team"}}`))
 	}))
 	defer srv.Close()
 
 	d := sample
 	d.Server = srv.URL
 	d.CAData = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
-	data, err := d.SecretData()
+	dir := t.TempDir()
+	data, err := d.SecretData(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
 	for k, v := range data {
 		if err := os.WriteFile(filepath.Join(dir, k), v, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// Load from another working directory: paths must be relative to the file, not the process.
+	config := filepath.Join(dir, "config")
+	// Not the mount: paths relative to the working directory must not be what makes it work.
 	t.Chdir(t.TempDir())
-	cfg, err := clientcmd.BuildConfigFromFlags("", filepath.Join(dir, "config"))
-	if err != nil {
-		t.Fatal(err)
+
+	tests := []struct {
+		name string
+		load func() (*rest.Config, string, error)
+	}{
+		{"original config package: LoadFromFile, NewDefaultClientConfig", func() (*rest.Config, string, error) {
+			raw, err := clientcmd.LoadFromFile(config)
+			if err != nil {
+				return nil, "", err
+			}
+			cc := clientcmd.NewDefaultClientConfig(*raw, &clientcmd.ConfigOverrides{})
+			cfg, err := cc.ClientConfig()
+			if err != nil {
+				return nil, "", err
+			}
+			ns, _, err := cc.Namespace()
+			return cfg, ns, err
+		}},
+		{"BuildConfigFromFlags", func() (*rest.Config, string, error) {
+			cfg, err := clientcmd.BuildConfigFromFlags("", config)
+			return cfg, "team", err // it has no namespace; checked by the others
+		}},
+		{"loading rules, as kubectl --kubeconfig", func() (*rest.Config, string, error) {
+			cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(&clientcmd.ClientConfigLoadingRules{ExplicitPath: config}, nil)
+			cfg, err := cc.ClientConfig()
+			if err != nil {
+				return nil, "", err
+			}
+			ns, _, err := cc.Namespace()
+			return cfg, ns, err
+		}},
 	}
-	// client-go also reads the file once into BearerToken; with BearerTokenFile set, its
-	// transport rereads the file, which is what follows rotation.
-	if cfg.BearerTokenFile != filepath.Join(dir, "token") {
-		t.Errorf("BearerTokenFile = %q, want the token file in %s", cfg.BearerTokenFile, dir)
-	}
-	if cfg.CAFile != filepath.Join(dir, "ca.crt") {
-		t.Errorf("CAFile = %q, want %s", cfg.CAFile, filepath.Join(dir, "ca.crt"))
-	}
-	if cfg.Host != srv.URL {
-		t.Errorf("Host = %q, want %q", cfg.Host, srv.URL)
-	}
-	ns, _, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
-		&clientcmd.ClientConfigLoadingRules{ExplicitPath: filepath.Join(dir, "config")}, nil).Namespace()
-	if err != nil || ns != "team" {
-		t.Errorf("namespace = %q, %v; want team", ns, err)
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cs.CoreV1().Namespaces().Get(context.Background(), "team", metav1.GetOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if gotAuth != "Bearer "+d.Token {
-		t.Errorf("Authorization = %q, want the token from the file", gotAuth)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, ns, err := tt.load()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ns != "team" {
+				t.Errorf("namespace = %q, want team", ns)
+			}
+			// client-go also reads the file once into BearerToken; with BearerTokenFile set, its
+			// transport rereads the file, which is what follows rotation.
+			if cfg.BearerTokenFile != filepath.Join(dir, "token") {
+				t.Errorf("BearerTokenFile = %q, want the token file in %s", cfg.BearerTokenFile, dir)
+			}
+			if cfg.Host != srv.URL {
+				t.Errorf("Host = %q, want %q", cfg.Host, srv.URL)
+			}
+			cs, err := kubernetes.NewForConfig(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gotAuth = ""
+			if _, err := cs.CoreV1().Namespaces().Get(context.Background(), "team", metav1.GetOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if gotAuth != "Bearer "+d.Token {
+				t.Errorf("Authorization = %q, want the token from the file", gotAuth)
+			}
+		})
 	}
 }
 
-func TestLabelValue(t *testing.T) {
-	long := strings.Repeat("a", 63) + "." + strings.Repeat("b", 63) + "." + strings.Repeat("c", 63) + "." + strings.Repeat("d", 61)
-	tests := []struct {
-		name, in string
-		want     string // "" when hashed
-	}{
-		{"short name kept", "cluster2-default-pod-lister", "cluster2-default-pod-lister"},
-		{"63 characters kept", strings.Repeat("x", 63), strings.Repeat("x", 63)},
-		{"64 characters hashed", strings.Repeat("x", 64), ""},
-		{"253 characters with dots hashed", long, ""},
-		{"cut before a dot", strings.Repeat("a", 51) + "." + strings.Repeat("b", 20), ""},
+func TestMountedKubeconfigNeedsAnAbsoluteFolder(t *testing.T) {
+	for _, dir := range []string{"", "imp", "./imp", "../imp"} {
+		if _, err := sample.MountedKubeconfig(dir); err == nil || !strings.Contains(err.Error(), "not an absolute path") {
+			t.Errorf("MountedKubeconfig(%q) error = %v, want a refusal", dir, err)
+		}
 	}
-	seen := map[string]bool{}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := LabelValue(tt.in)
-			if errs := validation.IsValidLabelValue(got); len(errs) > 0 {
-				t.Fatalf("LabelValue = %q: %v", got, errs)
-			}
-			if tt.want != "" && got != tt.want {
-				t.Errorf("LabelValue = %q, want %q", got, tt.want)
-			}
-			if seen[got] {
-				t.Errorf("LabelValue %q for two names", got)
-			}
-			seen[got] = true
-		})
+}
+
+func TestNewSecretConfigPointsAtTheMount(t *testing.T) {
+	imp := &v1alpha1.ServiceAccountImport{ObjectMeta: metav1.ObjectMeta{Name: "imp", Namespace: "ns", UID: types.UID("u1")}}
+	s, err := NewSecret(imp, sample)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := clientcmd.Load(s.Data["config"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	user := raw.AuthInfos[raw.Contexts[raw.CurrentContext].AuthInfo]
+	if want := v1alpha1.MountPath("imp") + "/token"; user.TokenFile != want {
+		t.Errorf("tokenFile = %q, want %q", user.TokenFile, want)
+	}
+	if cluster := raw.Clusters[raw.Contexts[raw.CurrentContext].Cluster]; string(cluster.CertificateAuthorityData) != string(sample.CAData) || cluster.CertificateAuthority != "" {
+		t.Errorf("cluster = %+v, want the CA inline", cluster)
 	}
 }
 

@@ -21,22 +21,22 @@ import (
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
 )
 
-// Labels and annotations of grants in B.
-const (
-	// ManagedByLabel marks every object kubectl-mcsa writes in B.
-	ManagedByLabel = "app.kubernetes.io/managed-by"
-	ManagedBy      = "kubectl-mcsa"
-	// ImportingClusterLabel names the importing cluster A a grant is for.
-	ImportingClusterLabel = "multicluster.admiralty.io/importing-cluster"
-	// AllowedImportersAnnotation on a service account of B restricts which namespaces of which
-	// importing clusters may import it: `A/ns1,A/ns2,C/*`. Without it, any namespace of a
-	// cluster granted the service account may import it.
-	AllowedImportersAnnotation = "multicluster.admiralty.io/allowed-importers"
-)
-
 // Namespace is the namespace of B holding the importers' identities, one service account per
 // importing cluster.
 const Namespace = v1alpha1.DefaultNamespace
+
+// SystemNamespaces are Kubernetes' own namespaces of B. Their service accounts run the control
+// plane and its add-ons, and some hold cluster-admin-like rights: granting one of them as a
+// whole hands the importing cluster B itself, so the plugin grants them namespace-wide only when
+// told it understands the risk. A function, so that no caller can edit the list.
+func SystemNamespaces() []string {
+	return []string{metav1.NamespaceSystem, metav1.NamespacePublic, corev1.NamespaceNodeLease}
+}
+
+// IsSystemNamespace tells whether namespace is one of SystemNamespaces.
+func IsSystemNamespace(namespace string) bool {
+	return slices.Contains(SystemNamespaces(), namespace)
+}
 
 // Resources and verbs of grants.
 const (
@@ -63,7 +63,7 @@ func Username(importingCluster string) string {
 
 // Labels are the labels of every grant for importingCluster.
 func Labels(importingCluster string) map[string]string {
-	return map[string]string{ManagedByLabel: ManagedBy, ImportingClusterLabel: importingCluster}
+	return map[string]string{v1alpha1.ManagedByLabel: v1alpha1.ManagedBy, v1alpha1.ImportingClusterLabel: importingCluster}
 }
 
 // Selector selects every grant for importingCluster.
@@ -80,7 +80,7 @@ func Subject(importingCluster string) rbacv1.Subject {
 func ImporterNamespace() *corev1.Namespace {
 	return &corev1.Namespace{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"},
-		ObjectMeta: metav1.ObjectMeta{Name: Namespace, Labels: map[string]string{ManagedByLabel: ManagedBy}},
+		ObjectMeta: metav1.ObjectMeta{Name: Namespace, Labels: map[string]string{v1alpha1.ManagedByLabel: v1alpha1.ManagedBy}},
 	}
 }
 

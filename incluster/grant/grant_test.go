@@ -120,6 +120,30 @@ func TestImportRoleRefusesEmpty(t *testing.T) {
 	}
 }
 
+func TestSystemNamespaces(t *testing.T) {
+	tests := []struct {
+		namespace string
+		want      bool
+	}{
+		{"kube-system", true},
+		{"kube-public", true},
+		{"kube-node-lease", true},
+		{"default", false},
+		{"kube-system-extra", false},
+		{Namespace, false}, // refused outright, not behind a confirmation
+	}
+	for _, tt := range tests {
+		if got := IsSystemNamespace(tt.namespace); got != tt.want {
+			t.Errorf("IsSystemNamespace(%q) = %v, want %v", tt.namespace, got, tt.want)
+		}
+	}
+	// The list is a copy: a caller's edit must not change what is refused.
+	SystemNamespaces()[0] = "default"
+	if IsSystemNamespace("default") || !IsSystemNamespace("kube-system") {
+		t.Error("editing the returned list changed the system namespaces")
+	}
+}
+
 func TestBindings(t *testing.T) {
 	tests := []struct {
 		name    string

@@ -6,9 +6,11 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
 )
 
-// AnyNamespace, as an importer's namespace, allows every namespace of that cluster.
+// AnyNamespace is the importer namespace that allows every namespace of that cluster.
 const AnyNamespace = "*"
 
 // Importer is one entry of the allowed-importers annotation: a namespace (or AnyNamespace) of
@@ -36,14 +38,14 @@ func ParseAllowedImporters(s string) (AllowedImporters, error) {
 		}
 		cluster, ns, ok := strings.Cut(entry, "/")
 		if !ok {
-			return nil, fmt.Errorf("%s: entry %q is not CLUSTER/NAMESPACE", AllowedImportersAnnotation, entry)
+			return nil, fmt.Errorf("%s: entry %q is not CLUSTER/NAMESPACE", v1alpha1.AllowedImportersAnnotation, entry)
 		}
 		if errs := validation.IsDNS1123Label(cluster); len(errs) > 0 {
-			return nil, fmt.Errorf("%s: entry %q: cluster name: %s", AllowedImportersAnnotation, entry, strings.Join(errs, "; "))
+			return nil, fmt.Errorf("%s: entry %q: cluster name: %s", v1alpha1.AllowedImportersAnnotation, entry, strings.Join(errs, "; "))
 		}
 		if ns != AnyNamespace {
 			if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
-				return nil, fmt.Errorf("%s: entry %q: namespace: %s", AllowedImportersAnnotation, entry, strings.Join(errs, "; "))
+				return nil, fmt.Errorf("%s: entry %q: namespace: %s", v1alpha1.AllowedImportersAnnotation, entry, strings.Join(errs, "; "))
 			}
 		}
 		list = append(list, Importer{Cluster: cluster, Namespace: ns})
@@ -84,7 +86,7 @@ func (a AllowedImporters) normalized() AllowedImporters {
 // Allowed checks a service account's annotations: whether namespace of importingCluster may
 // import it. No annotation allows everyone granted by RBAC; an unparsable one allows nobody.
 func Allowed(annotations map[string]string, importingCluster, namespace string) (bool, error) {
-	v, ok := annotations[AllowedImportersAnnotation]
+	v, ok := annotations[v1alpha1.AllowedImportersAnnotation]
 	if !ok {
 		return true, nil
 	}

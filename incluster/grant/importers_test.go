@@ -1,6 +1,13 @@
 package grant
 
-import "testing"
+import (
+	"slices"
+	"strings"
+	"testing"
+	"unicode"
+
+	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
+)
 
 func TestAllowed(t *testing.T) {
 	tests := []struct {
@@ -60,4 +67,44 @@ func TestAllowedImportersString(t *testing.T) {
 	}
 }
 
-func ann(v string) map[string]string { return map[string]string{AllowedImportersAnnotation: v} }
+func ann(v string) map[string]string {
+	return map[string]string{v1alpha1.AllowedImportersAnnotation: v}
+}
+
+// FuzzParseAllowedImporters: the annotation is written by whoever may edit a service account of
+// B and read by the importer on every import, so no value may crash the parser, and a value it
+// accepts must mean the same once rewritten in canonical form (the plugin rewrites it on allow
+// and disallow): parsing String() gives the same list, and String() is then stable.
+func FuzzParseAllowedImporters(f *testing.F) {
+	for _, seed := range []string{
+		"", ",", " , ", "a/x", "a/x,a/y,c/*", " a/x , ,a/y,", "c/*,a/y,a/x,a/y",
+		"a", "a/", "/x", "*/x", "a/x/y", "A_1/x", "a/X", "a/*x", "a/**",
+		"a/x,\u00a0b/y\u2003", "a/x\x00", "a/\x1b[31mx", strings.Repeat("a/x,", 100),
+		strings.Repeat("a", 64) + "/x", "a/" + strings.Repeat("x", 63),
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		list, err := ParseAllowedImporters(s)
+		if err != nil {
+			if list != nil {
+				t.Fatalf("ParseAllowedImporters(%q) returned %v with error %v", s, list, err)
+			}
+			return
+		}
+		canonical := list.String()
+		again, err := ParseAllowedImporters(canonical)
+		if err != nil {
+			t.Fatalf("ParseAllowedImporters(%q) accepted, but its String() %q is refused: %v", s, canonical, err)
+		}
+		if !slices.Equal(again, list) {
+			t.Fatalf("round trip of %q: %v, then %v", s, list, again)
+		}
+		if again.String() != canonical {
+			t.Fatalf("String() is not stable: %q, then %q", canonical, again.String())
+		}
+		if strings.ContainsFunc(canonical, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
+			t.Fatalf("canonical form %q of %q has spaces or control characters", canonical, s)
+		}
+	})
+}

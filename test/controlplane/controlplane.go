@@ -28,6 +28,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -156,7 +157,7 @@ func Start(ctx context.Context, name string, opts Options) (*Cluster, error) {
 	if lastErr != nil {
 		return nil, lastErr
 	}
-	if err := c.writeKubeconfig(p); err != nil {
+	if err := WriteKubeconfig(c.Kubeconfig(), c); err != nil {
 		return nil, err
 	}
 	if !opts.NoControllerManager {
@@ -246,51 +247,38 @@ func (c *Cluster) startCore(ctx context.Context, bin, addr string, ports []int, 
 }
 
 func (c *Cluster) waitReady(ctx context.Context, procs ...*Process) error {
-	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
-	defer cancel()
-	for {
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
 		for _, p := range procs {
 			if p.Exited() {
-				return fmt.Errorf("controlplane: %s of cluster %s exited: %s", p.name, c.Name, p.Logs())
+				return false, fmt.Errorf("controlplane: %s of cluster %s exited: %s", p.name, c.Name, p.Logs())
 			}
 		}
 		var status int
 		c.clientset.Discovery().RESTClient().Get().AbsPath("/readyz").Do(ctx).StatusCode(&status)
-		if status == http.StatusOK {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("controlplane: kube-apiserver of cluster %s not ready: %w\n%s", c.Name, ctx.Err(), procs[len(procs)-1].Logs())
-		case <-time.After(200 * time.Millisecond):
-		}
+		return status == http.StatusOK, nil
+	})
+	if err != nil && wait.Interrupted(err) {
+		return fmt.Errorf("controlplane: kube-apiserver of cluster %s not ready: %w\n%s", c.Name, err, procs[len(procs)-1].Logs())
 	}
+	return err
 }
 
 func (c *Cluster) waitDefaultServiceAccount(ctx context.Context, kcm *Process) error {
-	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
-	defer cancel()
-	for {
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
 		if kcm.Exited() {
-			return fmt.Errorf("controlplane: kube-controller-manager of cluster %s exited: %s", c.Name, kcm.Logs())
+			return false, fmt.Errorf("controlplane: kube-controller-manager of cluster %s exited: %s", c.Name, kcm.Logs())
 		}
-		_, err := c.clientset.CoreV1().ServiceAccounts(metav1.NamespaceDefault).Get(ctx, "default", metav1.GetOptions{})
-		if err == nil {
-			_, err = c.clientset.CoreV1().ConfigMaps(metav1.NamespaceDefault).Get(ctx, "kube-root-ca.crt", metav1.GetOptions{})
+		_, last = c.clientset.CoreV1().ServiceAccounts(metav1.NamespaceDefault).Get(ctx, "default", metav1.GetOptions{})
+		if last == nil {
+			_, last = c.clientset.CoreV1().ConfigMaps(metav1.NamespaceDefault).Get(ctx, "kube-root-ca.crt", metav1.GetOptions{})
 		}
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("controlplane: cluster %s: controller manager did not create the default service account: %w\n%s", c.Name, err, kcm.Logs())
-		case <-time.After(200 * time.Millisecond):
-		}
+		return last == nil, nil
+	})
+	if err != nil && wait.Interrupted(err) {
+		return fmt.Errorf("controlplane: cluster %s: controller manager did not create the default service account: %w (last: %v)\n%s", c.Name, err, last, kcm.Logs())
 	}
-}
-
-func (c *Cluster) writeKubeconfig(p *pki) error {
-	return clientcmd.WriteToFile(*kubeconfigFor(c), c.Kubeconfig())
+	return err
 }
 
 // kubeconfigFor is an admin kubeconfig for clusters, one context each, named after the
@@ -323,7 +311,9 @@ func (c *Cluster) Stop() {
 	c.stopOnce.Do(func() {
 		c.stopProcs()
 		if os.Getenv("MCSA_KEEP_CLUSTERS") == "" {
-			os.RemoveAll(c.Dir)
+			// Stop has no caller to report to: a directory left behind is litter in the temporary
+			// folder, not a wrong result.
+			_ = os.RemoveAll(c.Dir)
 		}
 	})
 }
@@ -359,8 +349,14 @@ func (cs Clusters) Stop() {
 	wg.Wait()
 }
 
-// StartAll starts clusters concurrently; on error, those started are stopped.
+// StartAll starts clusters concurrently, all with opts; on error, those started are stopped.
 func StartAll(ctx context.Context, opts Options, names ...string) (Clusters, error) {
+	return StartEach(ctx, func(string) Options { return opts }, names...)
+}
+
+// StartEach starts clusters concurrently, each with the options opts gives for its name (e.g.
+// an audit log for one of them); on error, those started are stopped.
+func StartEach(ctx context.Context, opts func(name string) Options, names ...string) (Clusters, error) {
 	cs := make(Clusters, len(names))
 	errs := make([]error, len(names))
 	var wg sync.WaitGroup
@@ -368,7 +364,7 @@ func StartAll(ctx context.Context, opts Options, names ...string) (Clusters, err
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cs[i], errs[i] = Start(ctx, name, opts)
+			cs[i], errs[i] = Start(ctx, name, opts(name))
 		}()
 	}
 	wg.Wait()
@@ -411,7 +407,8 @@ func freePorts(addr string, n int) ([]int, error) {
 	var ls []net.Listener
 	defer func() {
 		for _, l := range ls {
-			l.Close()
+			// Only the port numbers were wanted: closing a listener nobody used cannot lose data.
+			_ = l.Close()
 		}
 	}()
 	for range n {

@@ -1,264 +1,118 @@
-// Package image builds container images offline, without a Docker engine: one layer holding a
-// static binary and the bare directories a container runtime expects (/etc, /tmp, /proc, /sys,
-// /dev, with /etc/passwd and /etc/group naming a non-root user), and an image config with the
-// entrypoint and user. Images are written as one tarball in the `docker save` layout, which
-// `ctr images import` (containerd) and `docker load` both accept.
-//
-// Builds are reproducible: file times are zero and the layer is sorted, so the same binary gives
-// the same image digest.
+// Package image builds the images of the harness's pods (test/node, test/walkthrough): it
+// compiles the Go programs they run, statically, and packs them with the image builder of the
+// release tool, hack/dist (`dist images`), run as a subprocess as `go build` is, so that the
+// product module does without an image library. The images land in one tarball in the `docker
+// save` layout, which containerd imports (node.Options.Images). They run as distroless'
+// nonroot user, with the binary as the entrypoint; the same binary gives the same image digest.
 package image
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
-	"runtime"
-	"sort"
 	"strings"
-	"time"
-
-	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 )
-
-// NonRoot is the user images run as unless a Spec says otherwise (distroless' "nonroot").
-const NonRoot = "65532:65532"
 
 // Spec describes one image.
 type Spec struct {
-	// Ref names the image, e.g. "mcsa.test/mcsa-controller:e2e". Pods refer to it by this name.
+	// Ref names the image, e.g. "mcsa.test/nginx:e2e". Pods refer to it by this name.
 	Ref string
-	// Binary is the path of a static binary to put in the image. When empty, Package is built.
+	// Binary is the path of a static Linux binary for this machine, which lands at /<its name>.
+	// When empty, Package is built.
 	Binary string
-	// Package is a main package built with GoBuild when Binary is empty: an import path
-	// ("github.com/kubectl-mcsa/kubectl-mcsa/test/images/pause") or a path relative to the
-	// root of the working directory's module ("./incluster/cmd/mcsa-controller").
+	// Package is the main package built when Binary is empty: an import path
+	// ("github.com/kubectl-mcsa/kubectl-mcsa/test/images/pause") or a path relative to the root
+	// of the product module ("./test/images/pause").
 	Package string
-	// Path is where the binary lands in the image; default "/" + its base name.
-	Path string
-	// Entrypoint defaults to [Path].
-	Entrypoint []string
-	// Cmd are default arguments.
-	Cmd []string
-	// Env is added to PATH=/usr/local/bin:/usr/bin:/bin.
-	Env []string
-	// User defaults to NonRoot; "0:0" runs as root (e.g. to bind port 80).
-	User string
-	// Platform is "os/arch[/variant]"; default linux and the machine's architecture.
-	Platform string
 }
 
-func (s Spec) platform() (*v1.Platform, error) {
-	p := s.Platform
-	if p == "" {
-		p = "linux/" + runtime.GOARCH
-	}
-	plat, err := v1.ParsePlatform(p)
-	if err != nil {
-		return nil, fmt.Errorf("image %s: platform %q: %w", s.Ref, p, err)
-	}
-	if plat.OS != "linux" {
-		return nil, fmt.Errorf("image %s: platform %q: only linux images are built", s.Ref, p)
-	}
-	return plat, nil
-}
-
-// Build builds the images (compiling the Go packages they name, statically, into a temporary
-// directory) and writes them all into one tarball at out.
+// Build compiles the packages the specs name into a temporary directory and writes the images
+// into one tarball at out.
 func Build(ctx context.Context, out string, specs ...Spec) error {
 	if len(specs) == 0 {
 		return errors.New("image: nothing to build")
+	}
+	root, err := moduleRoot(ctx)
+	if err != nil {
+		return err
 	}
 	tmp, err := os.MkdirTemp("", "mcsa-image-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-
-	refs := make(map[name.Reference]v1.Image, len(specs))
+	// Absolute paths: the tool runs in its own module's directory.
+	if out, err = filepath.Abs(out); err != nil {
+		return err
+	}
+	args := []string{"run", ".", "images", "-out", out}
 	for i, s := range specs {
-		if s.Binary == "" {
+		bin := s.Binary
+		if bin == "" {
 			if s.Package == "" {
 				return fmt.Errorf("image %s: neither Binary nor Package is set", s.Ref)
 			}
-			dir := filepath.Join(tmp, fmt.Sprint(i))
-			if s.Binary, err = GoBuild(ctx, s.Package, s.Platform, dir); err != nil {
+			// One directory each: two packages may have the same base name.
+			bin = filepath.Join(tmp, fmt.Sprint(i), path.Base(s.Package))
+			// Static, for Linux: the image holds nothing else. Stripped and without local paths,
+			// so that the image is the same wherever the checkout is.
+			err := goCommand(ctx, root, []string{"CGO_ENABLED=0", "GOOS=linux"}, "build", "-trimpath", "-ldflags=-s -w", "-o", bin, s.Package)
+			if err != nil {
 				return fmt.Errorf("image %s: %w", s.Ref, err)
 			}
 		}
-		ref, err := name.ParseReference(s.Ref, name.WeakValidation)
-		if err != nil {
-			return fmt.Errorf("image %q: %w", s.Ref, err)
-		}
-		img, err := Image(s)
-		if err != nil {
+		if bin, err = filepath.Abs(bin); err != nil {
 			return err
 		}
-		refs[ref] = img
+		args = append(args, "-image", s.Ref+"="+bin)
 	}
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		return err
-	}
-	if err := tarball.MultiRefWriteToFile(out, refs); err != nil {
-		return fmt.Errorf("image: writing %s: %w", out, err)
+	if err := goCommand(ctx, toolDir(root), nil, args...); err != nil {
+		return fmt.Errorf("image: %w", err)
 	}
 	return nil
 }
 
-// Image assembles the image of s, whose Binary must be set.
-func Image(s Spec) (v1.Image, error) {
-	plat, err := s.platform()
+// Prepare compiles the image tool, downloading its modules. A node sandbox has no network, and
+// nodes build their pause image inside: call it before entering one.
+func Prepare(ctx context.Context) error {
+	root, err := moduleRoot(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	bin, err := os.ReadFile(s.Binary)
-	if err != nil {
-		return nil, fmt.Errorf("image %s: %w", s.Ref, err)
+	if err := goCommand(ctx, toolDir(root), nil, "build", "-o", os.DevNull, "."); err != nil {
+		return fmt.Errorf("image: compiling the image tool: %w", err)
 	}
-	p := s.Path
-	if p == "" {
-		p = "/" + filepath.Base(s.Binary)
-	}
-	if !path.IsAbs(p) {
-		return nil, fmt.Errorf("image %s: path %q is not absolute", s.Ref, p)
-	}
-	layerTar, err := rootfs(p, bin)
-	if err != nil {
-		return nil, fmt.Errorf("image %s: %w", s.Ref, err)
-	}
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(layerTar)), nil
-	}, tarball.WithMediaType(types.OCILayer), tarball.WithCompressedCaching)
-	if err != nil {
-		return nil, err
-	}
-	base := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
-	base = mutate.ConfigMediaType(base, types.OCIConfigJSON)
-	img, err := mutate.AppendLayers(base, layer)
-	if err != nil {
-		return nil, err
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, err
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture, cf.Variant = plat.OS, plat.Architecture, plat.Variant
-	user := s.User
-	if user == "" {
-		user = NonRoot
-	}
-	entrypoint := s.Entrypoint
-	if len(entrypoint) == 0 {
-		entrypoint = []string{p}
-	}
-	cf.Config = v1.Config{
-		Entrypoint: entrypoint,
-		Cmd:        s.Cmd,
-		Env:        append([]string{"PATH=/usr/local/bin:/usr/bin:/bin"}, s.Env...),
-		User:       user,
-		WorkingDir: "/",
-	}
-	return mutate.ConfigFile(img, cf)
+	return nil
 }
 
-// rootfs is the layer: the binary at p, the directories a runtime mounts over, and user
-// databases so that tools resolving the non-root user by id find a name.
-func rootfs(p string, bin []byte) ([]byte, error) {
-	type entry struct {
-		hdr  tar.Header
-		data []byte
-	}
-	entries := map[string]entry{}
-	dir := func(name string, mode int64) {
-		entries[name+"/"] = entry{hdr: tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: mode}}
-	}
-	file := func(name string, mode int64, data []byte) {
-		entries[name] = entry{hdr: tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode, Size: int64(len(data))}, data: data}
-	}
-	for _, d := range []string{"etc", "proc", "sys", "dev", "home", "home/nonroot", "root"} {
-		dir(d, 0o755)
-	}
-	dir("tmp", 0o1777)
-	file("etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n"))
-	file("etc/group", 0o644, []byte("root:x:0:\nnonroot:x:65532:\n"))
-	rel := strings.TrimPrefix(path.Clean(p), "/")
-	for d := path.Dir(rel); d != "."; d = path.Dir(d) {
-		dir(d, 0o755)
-	}
-	file(rel, 0o755, bin)
+// toolDir is the module of the release tool, which builds images.
+func toolDir(root string) string { return filepath.Join(root, "hack", "dist") }
 
-	names := make([]string, 0, len(entries))
-	for n := range entries {
-		names = append(names, n)
+// goCommand runs the go command in dir with env added to this process's environment.
+func goCommand(ctx context.Context, dir string, env []string, args ...string) error {
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
 	}
-	sort.Strings(names)
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, n := range names {
-		e := entries[n]
-		e.hdr.ModTime = time.Unix(0, 0)
-		e.hdr.Format = tar.FormatPAX
-		if err := tw.WriteHeader(&e.hdr); err != nil {
-			return nil, err
-		}
-		if _, err := tw.Write(e.data); err != nil {
-			return nil, err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	return nil
 }
 
-// GoBuild compiles the main package pkg for platform ("" for linux and the machine's
-// architecture) as a static binary (CGO_ENABLED=0, -trimpath, stripped) into outDir and returns
-// its path. It runs `go build` at the root of the working directory's module, so a relative
-// pkg ("./incluster/cmd/mcsa-controller") is relative to that root.
-func GoBuild(ctx context.Context, pkg, platform, outDir string) (string, error) {
-	plat, err := Spec{Ref: pkg, Platform: platform}.platform()
-	if err != nil {
-		return "", err
-	}
-	// Absolute: go build runs elsewhere.
-	if outDir, err = filepath.Abs(outDir); err != nil {
-		return "", err
-	}
-	if err := os.MkdirAll(outDir, 0o755); err != nil {
-		return "", err
-	}
-	out := filepath.Join(outDir, path.Base(strings.TrimSuffix(pkg, "/")))
+// moduleRoot is the root of the working directory's module, the product module's when run by
+// its tests or the playground.
+func moduleRoot(ctx context.Context) (string, error) {
 	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
 	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
+		return "", fmt.Errorf("image: go env GOMOD: %w", err)
 	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, pkg)
-	if mod := strings.TrimSpace(string(gomod)); mod != "" && mod != os.DevNull {
-		cmd.Dir = filepath.Dir(mod)
+	mod := strings.TrimSpace(string(gomod))
+	if mod == "" || mod == os.DevNull {
+		return "", errors.New("image: run from inside the kubectl-mcsa checkout")
 	}
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+plat.OS, "GOARCH="+plat.Architecture)
-	if plat.Variant != "" {
-		switch plat.Architecture {
-		case "arm":
-			cmd.Env = append(cmd.Env, "GOARM="+strings.TrimPrefix(plat.Variant, "v"))
-		case "amd64":
-			cmd.Env = append(cmd.Env, "GOAMD64="+plat.Variant)
-		}
-	}
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
-	}
-	return out, nil
+	return filepath.Dir(mod), nil
 }

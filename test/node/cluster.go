@@ -22,6 +22,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
@@ -120,7 +121,8 @@ func Start(ctx context.Context, name string, opts Options) (_ *Cluster, err erro
 	}
 	defer func() {
 		if err != nil {
-			c.Stop()
+			// What the failed start left behind must not go unnoticed either.
+			err = errors.Join(err, c.Stop())
 		}
 	}()
 
@@ -169,7 +171,7 @@ func Start(ctx context.Context, name string, opts Options) (_ *Cluster, err erro
 	if err := c.setupAPI(ctx); err != nil {
 		return nil, err
 	}
-	clusterCA, err := controlplane.LoadCA(c.Cluster.Dir)
+	clusterCA, err := controlplane.LoadCA(c.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("node: reading the cluster CA: %w", err)
 	}
@@ -327,8 +329,11 @@ func (c *Cluster) makeCgroupRoot() error {
 		}
 		// A new cpuset cgroup has no CPUs nor memory nodes until given its parent's.
 		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+			// Only the cpuset hierarchy has these files: elsewhere there is nothing to copy.
 			if b, err := os.ReadFile(filepath.Join(m.point, f)); err == nil {
-				os.WriteFile(filepath.Join(dir, f), b, 0o644)
+				if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+					return fmt.Errorf("node: cgroup %s: %w", dir, err)
+				}
 			}
 		}
 	}
@@ -336,25 +341,20 @@ func (c *Cluster) makeCgroupRoot() error {
 }
 
 func (c *Cluster) waitNode(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
 	var last string
-	for {
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 		for _, p := range c.procs {
 			if p.Exited() {
-				return fmt.Errorf("node: %s exited: %s", p.Name(), p.Logs())
+				return false, fmt.Errorf("node: %s exited: %s", p.Name(), p.Logs())
 			}
 		}
 		last = c.notReady(ctx)
-		if last == "" {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("node: %s not ready: %s: %w\nkubelet: %s", c.NodeName, last, ctx.Err(), c.Logs("kubelet"))
-		case <-time.After(200 * time.Millisecond):
-		}
+		return last == "", nil
+	})
+	if err != nil && wait.Interrupted(err) {
+		return fmt.Errorf("node: %s not ready: %s: %w\nkubelet: %s", c.NodeName, last, err, c.Logs("kubelet"))
 	}
+	return err
 }
 
 // notReady says what the node still lacks; "" when it is ready.
@@ -454,7 +454,9 @@ func killShims(socket string) {
 		}
 		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
 		if err == nil && strings.Contains(string(b), "containerd-shim") && strings.Contains(string(b), socket) {
-			syscall.Kill(pid, syscall.SIGKILL)
+			// A shim that is gone already (ESRCH) is what this wants; any other process left is
+			// found by Stop's cgroup removal, which kills and reports.
+			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
+
 	"github.com/kubectl-mcsa/kubectl-mcsa/test/controlplane"
 )
 
@@ -117,38 +119,35 @@ func startContainerd(ctx context.Context, dir, pauseImage string) (*containerd, 
 	if c.proc, err = startProcess(dir, "containerd", path, "--config", cfg, "--log-level", "warn"); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	for {
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		if c.proc.Exited() {
-			return nil, fmt.Errorf("node: containerd exited: %s", c.proc.Logs())
+			return false, fmt.Errorf("node: containerd exited: %s", c.proc.Logs())
 		}
-		if _, err := c.ctr(ctx, "version"); err == nil {
-			return c, nil
+		return c.ctr(ctx, "version") == nil, nil
+	})
+	if err != nil {
+		c.proc.Stop()
+		if wait.Interrupted(err) {
+			err = fmt.Errorf("node: containerd did not answer: %w\n%s", err, c.proc.Logs())
 		}
-		select {
-		case <-ctx.Done():
-			c.proc.Stop()
-			return nil, fmt.Errorf("node: containerd did not answer: %w\n%s", ctx.Err(), c.proc.Logs())
-		case <-time.After(100 * time.Millisecond):
-		}
+		return nil, err
 	}
+	return c, nil
 }
 
-// ctr runs containerd's client in the Kubernetes namespace.
-func (c *containerd) ctr(ctx context.Context, args ...string) ([]byte, error) {
+// ctr runs containerd's client in the Kubernetes namespace; its error holds the output.
+func (c *containerd) ctr(ctx context.Context, args ...string) error {
 	cmd := exec.CommandContext(ctx, "ctr", append([]string{"--address", c.socket, "--namespace", "k8s.io"}, args...)...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return out, fmt.Errorf("ctr %s: %w: %s", strings.Join(args, " "), err, out)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("ctr %s: %w: %s", strings.Join(args, " "), err, out)
 	}
-	return out, nil
+	return nil
 }
 
 // importImages imports image tarballs (docker save or OCI layout) for the kubelet to use.
 func (c *containerd) importImages(ctx context.Context, tarballs ...string) error {
 	for _, t := range tarballs {
-		if _, err := c.ctr(ctx, "images", "import", t); err != nil {
+		if err := c.ctr(ctx, "images", "import", t); err != nil {
 			return fmt.Errorf("node: importing %s: %w", t, err)
 		}
 	}

@@ -3,6 +3,7 @@ package node
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -15,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // Sysctls are the kernel settings a node changes: the kubelet's "kernel tunables" (kernel- and
@@ -233,21 +236,15 @@ func RemoveCgroups(prefix string, before *Snapshot) (int, error) {
 	var errs []error
 	for _, c := range doomed {
 		dir := filepath.Join(cgroupRoot, c)
-		var err error
-		for deadline := time.Now().Add(10 * time.Second); ; {
+		var last error
+		// Killed processes take a moment to leave their cgroup.
+		err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
 			killCgroup(dir)
-			err = syscall.Rmdir(dir)
-			if err == nil || errors.Is(err, syscall.ENOENT) {
-				err = nil
-				break
-			}
-			if time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			last = syscall.Rmdir(dir)
+			return last == nil || errors.Is(last, syscall.ENOENT), nil
+		})
 		if err != nil {
-			errs = append(errs, fmt.Errorf("removing cgroup %s: %w", dir, err))
+			errs = append(errs, fmt.Errorf("removing cgroup %s: %w (%w)", dir, last, err))
 		}
 	}
 	return len(doomed) - len(errs), errors.Join(errs...)
@@ -268,7 +265,9 @@ func killCgroup(dir string) {
 	b, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
 	for _, f := range strings.Fields(string(b)) {
 		if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
-			syscall.Kill(pid, syscall.SIGKILL)
+			// A process that exited already is what this wants; one that survives keeps the
+			// cgroup busy, and the caller's rmdir reports that.
+			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
 }
@@ -294,7 +293,8 @@ func listCgroups() ([]string, error) {
 		if h == "" {
 			h = "."
 		}
-		filepath.WalkDir(m.point, func(p string, d fs.DirEntry, err error) error {
+		// The walk cannot fail: its function skips what it cannot read and returns nil.
+		_ = filepath.WalkDir(m.point, func(p string, d fs.DirEntry, err error) error {
 			if err != nil || !d.IsDir() || p == m.point {
 				return nil
 			}
@@ -424,7 +424,9 @@ func listFiles(roots []string, depth int) []string {
 	var out []string
 	for _, root := range roots {
 		base := strings.Count(root, "/")
-		filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		// The walk cannot fail: its function skips what it cannot read (a root that does not
+		// exist included) and returns nil or SkipDir.
+		_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return nil
 			}

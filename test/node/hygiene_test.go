@@ -97,11 +97,17 @@ func TestSnapshotSeesLeaks(t *testing.T) {
 	dir := t.TempDir()
 
 	mnt := filepath.Join(dir, "mnt")
-	os.Mkdir(mnt, 0o755)
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, ""); err != nil {
 		t.Fatal(err)
 	}
-	defer syscall.Unmount(mnt, syscall.MNT_DETACH)
+	defer func() {
+		if err := syscall.Unmount(mnt, syscall.MNT_DETACH); err != nil {
+			t.Errorf("the test's own mount: %v", err)
+		}
+	}()
 
 	cg := filepath.Join(cgroupRoot, "pids", filepath.Base(os.Getenv(envDir))+"-leak")
 	if err := os.Mkdir(cg, 0o755); err != nil {
@@ -119,21 +125,37 @@ func TestSnapshotSeesLeaks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(pause, sleep, 0o755)
+	if err := os.WriteFile(pause, sleep, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	proc := exec.Command(pause, "60")
 	if err := proc.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { proc.Process.Kill(); proc.Wait() }()
+	defer func() {
+		if err := proc.Process.Kill(); err != nil {
+			t.Errorf("the test's own process: %v", err)
+		}
+		_ = proc.Wait() // reaps it; its status is the kill's
+	}()
 
 	fwd := sysctlPath("net.ipv4.ip_forward") // this network namespace's own
-	old, _ := os.ReadFile(fwd)
+	old, err := os.ReadFile(fwd)
+	if err != nil {
+		t.Fatal(err)
+	}
 	flipped := "1"
 	if strings.TrimSpace(string(old)) == "1" {
 		flipped = "0"
 	}
-	os.WriteFile(fwd, []byte(flipped), 0o644)
-	defer os.WriteFile(fwd, old, 0o644)
+	if err := os.WriteFile(fwd, []byte(flipped), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := os.WriteFile(fwd, old, 0o644); err != nil {
+			t.Errorf("restoring %s: %v", fwd, err)
+		}
+	}()
 
 	after, err := TakeSnapshot()
 	if err != nil {

@@ -324,7 +324,7 @@ func waitLog(ctx context.Context, t *testing.T, cs kubernetes.Interface, pod, wa
 func waitFor(ctx context.Context, t *testing.T, what string, cond func() (bool, error)) {
 	t.Helper()
 	var lastErr error
-	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(context.Context) (bool, error) {
 		ok, err := cond()
 		lastErr = err
 		return ok, nil

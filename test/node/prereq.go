@@ -20,8 +20,9 @@ var hostTools = []string{"containerd", "containerd-shim-runc-v2", "runc", "ctr",
 
 var cniPlugins = []string{"bridge", "host-local", "loopback", "portmap"}
 
-// kubeBinaries are the Kubernetes binaries a node cluster runs, built by hack/testbin/ensure.sh.
-var kubeBinaries = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy"}
+// kubeBinaries are the Kubernetes binaries a node cluster runs, built by hack/testbin/ensure.sh,
+// and kubectl, which the walkthrough runs in a pod.
+var kubeBinaries = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl"}
 
 // Prerequisites says what keeps a node from running on this machine, with the remedy; nil when
 // it can run. It builds missing Kubernetes binaries (hack/testbin/ensure.sh) and exports their

@@ -38,6 +38,7 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -52,6 +53,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/kubectl-mcsa/kubectl-mcsa/test/image"
 )
 
 // IP is the node's address inside the sandbox (TEST-NET-2, RFC 5737: never a real host).
@@ -138,6 +143,12 @@ func Sandbox(run func() int, report io.Writer) int {
 }
 
 func outside(report io.Writer) int {
+	// Nodes build their pause image inside, with hack/dist's image tool: compile it here, where
+	// its modules can be downloaded.
+	if err := image.Prepare(context.Background()); err != nil {
+		fmt.Fprintf(report, "node sandbox: %v\n", err)
+		return 1
+	}
 	// One sandbox at a time on a machine: they share the kernel-wide sysctls and the host
 	// comparison would see another sandbox's processes and cgroups.
 	unlock, err := lockMachine(report)
@@ -172,7 +183,10 @@ func outside(report io.Writer) int {
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintf(report, "node sandbox: entering new namespaces: %v\n", err)
 	} else {
-		os.WriteFile(filepath.Join(dir, hostPIDFile), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644)
+		// Without the file the payload starts after a wait, and only EnterCommand fails: say why.
+		if err := os.WriteFile(filepath.Join(dir, hostPIDFile), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
+			fmt.Fprintf(report, "node sandbox: %v\n", err)
+		}
 		stop := forwardSignals(cmd.Process)
 		err := cmd.Wait()
 		stop()
@@ -234,20 +248,28 @@ func EnterCommand() ([]string, error) {
 // namespace), which the kernel releases when the process ends, however it ends.
 func lockMachine(report io.Writer) (unlock func(), err error) {
 	waiting := false
-	for {
-		l, err := net.Listen("unix", "@kubectl-mcsa-node-sandbox")
-		if err == nil {
-			return func() { l.Close() }, nil
-		}
-		if !errors.Is(err, syscall.EADDRINUSE) {
-			return nil, fmt.Errorf("machine-wide lock: %w", err)
+	var l net.Listener
+	// As long as it takes: the other sandbox's test has its own timeout.
+	err = wait.PollUntilContextCancel(context.Background(), time.Second, true, func(context.Context) (bool, error) {
+		var err error
+		l, err = net.Listen("unix", "@kubectl-mcsa-node-sandbox")
+		switch {
+		case err == nil:
+			return true, nil
+		case !errors.Is(err, syscall.EADDRINUSE):
+			return false, fmt.Errorf("machine-wide lock: %w", err)
 		}
 		if !waiting {
 			fmt.Fprintln(report, "node sandbox: waiting for another node sandbox on this machine to end")
 			waiting = true
 		}
-		time.Sleep(time.Second)
+		return false, nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	// Closing the socket releases the lock; nothing was ever written to it.
+	return func() { _ = l.Close() }, nil
 }
 
 func sandboxAttr() *syscall.SysProcAttr {
@@ -280,13 +302,12 @@ func initSandbox(report io.Writer) int {
 		return 1
 	}
 	// The outer process records this process's host id (for EnterCommand) right after
-	// starting it; wait for that before running the payload.
-	for i := 0; i < 1000; i++ {
-		if _, err := os.Stat(filepath.Join(dir, hostPIDFile)); err == nil {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	// starting it; wait for that before running the payload. Without it after 10 s (the outer
+	// process reported why), the payload runs anyway: only EnterCommand needs the file.
+	_ = wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		_, err := os.Stat(filepath.Join(dir, hostPIDFile))
+		return err == nil, nil
+	})
 	tmp := filepath.Join(dir, "tmp")
 	if err := os.MkdirAll(tmp, 0o1777); err != nil {
 		fmt.Fprintf(report, "node sandbox: %v\n", err)
@@ -389,7 +410,8 @@ func forwardSignals(p *os.Process) (stop func()) {
 		for {
 			select {
 			case s := <-sigs:
-				p.Signal(s)
+				// A child that ended already has nothing left to be told.
+				_ = p.Signal(s)
 			case <-done:
 				return
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,6 +49,7 @@ var commands = []struct{ pkg, image string }{
 	{"./incluster/examples/multicluster-client", MulticlusterClientImage},
 	{"./incluster/examples/generic-client", GenericClientImage},
 	{"./test/images/nginx", NginxImage},
+	{"./test/images/clientcompat", ClientCompatImage},
 }
 
 // Artifacts are what Build made in a directory: binaries in bin/ and the images' tarball.
@@ -72,8 +74,9 @@ func (a Artifacts) Check() error {
 	return nil
 }
 
-// Build compiles the plugin, the controller, the example clients and the nginx stand-in into
-// dir/bin (one `go build`, static binaries) and packs the images into dir/images.tar. Run it before
+// Build compiles the plugin, the controller, the example clients, the nginx stand-in and the
+// clients' compatibility check into dir/bin (one `go build`, static binaries) and packs them,
+// with the test binaries' kubectl, into dir/images.tar. Run it before
 // entering a node sandbox: there is no network inside to fetch modules.
 func Build(ctx context.Context, dir string) (Artifacts, error) {
 	dir, err := filepath.Abs(dir)
@@ -108,6 +111,12 @@ func Build(ctx context.Context, dir string) (Artifacts, error) {
 			specs = append(specs, image.Spec{Ref: c.image, Binary: filepath.Join(bin, filepath.Base(c.pkg))})
 		}
 	}
+	// The real kubectl, from the test binaries, for the original clients' check.
+	testbin, err := controlplane.BinDir()
+	if err != nil {
+		return a, err
+	}
+	specs = append(specs, image.Spec{Ref: KubectlImage, Binary: filepath.Join(testbin, "kubectl")})
 	if err := image.Build(ctx, a.Images(), specs...); err != nil {
 		return a, err
 	}
@@ -167,38 +176,48 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 		return e, err
 	}
 	// Fresh logs, when Dir is reused (the playground's).
-	os.Remove(e.AuditLog)
-	os.Remove(e.ControllerLog())
+	for _, f := range []string{e.AuditLog, e.ControllerLog()} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return e, err
+		}
+	}
 	address := "127.0.0.1"
 	if opts.RealNode {
 		// Pods reach the other clusters at the node's address.
 		address = node.IP
 	}
-	var wg sync.WaitGroup
-	errs := make([]error, 3)
-	wg.Add(3)
-	go func() {
-		defer wg.Done()
-		if opts.RealNode {
-			e.Node, errs[0] = node.Start(ctx, Cluster1, node.Options{Images: []string{opts.Artifacts.Images()}, Log: opts.Log})
-			if e.Node != nil {
-				e.C1 = e.Node.Cluster
-			}
-			return
+	clusterOpts := func(name string) controlplane.Options {
+		o := controlplane.Options{Address: address, Log: opts.Log}
+		if name == Cluster2 {
+			o.APIServerFlags = []string{"--audit-policy-file=" + policy, "--audit-log-path=" + e.AuditLog}
 		}
-		e.C1, errs[0] = controlplane.Start(ctx, Cluster1, controlplane.Options{Log: opts.Log})
-	}()
-	go func() {
-		defer wg.Done()
-		e.C2, errs[1] = controlplane.Start(ctx, Cluster2, controlplane.Options{Address: address, Log: opts.Log,
-			APIServerFlags: []string{"--audit-policy-file=" + policy, "--audit-log-path=" + e.AuditLog}})
-	}()
-	go func() {
-		defer wg.Done()
-		e.C3, errs[2] = controlplane.Start(ctx, Cluster3, controlplane.Options{Address: address, Log: opts.Log})
-	}()
+		return o
+	}
+	// The control planes start together, and with cluster1's node when there is one.
+	var nodeErr error
+	var wg sync.WaitGroup
+	planes := []string{Cluster2, Cluster3}
+	if opts.RealNode {
+		wg.Go(func() {
+			e.Node, nodeErr = node.Start(ctx, Cluster1, node.Options{Images: []string{opts.Artifacts.Images()}, Log: opts.Log})
+		})
+	} else {
+		planes = append([]string{Cluster1}, planes...)
+	}
+	cs, err := controlplane.StartEach(ctx, clusterOpts, planes...)
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	// Assigned before the errors are looked at, so that Stop stops what did start.
+	if e.Node != nil {
+		e.C1 = e.Node.Cluster
+	}
+	switch {
+	case cs == nil: // StartEach failed and stopped what it had started
+	case opts.RealNode:
+		e.C2, e.C3 = cs[0], cs[1]
+	default:
+		e.C1, e.C2, e.C3 = cs[0], cs[1], cs[2]
+	}
+	if err := errors.Join(err, nodeErr); err != nil {
 		return e, err
 	}
 	if err := controlplane.WriteKubeconfig(e.Kubeconfig, e.C1, e.C2, e.C3); err != nil {
@@ -222,13 +241,12 @@ func (e *Env) startController() (*controlplane.Process, error) {
 	if e.controller != nil {
 		return e.controller, nil
 	}
-	p, err := controlplane.StartProcess(e.Dir, "mcsa-controller", e.Artifacts.Controller(),
-		"--kubeconfig="+e.C1.Kubeconfig(),
-		"--namespace="+v1alpha1.DefaultNamespace,
-		"--automount-webhook=false",
-		"--metrics-bind-address=0",
-		"--health-probe-bind-address=127.0.0.1:0",
-	)
+	p, err := controlplane.StartController(controlplane.Controller{
+		Binary:     e.Artifacts.Controller(),
+		Kubeconfig: e.C1.Kubeconfig(),
+		Dir:        e.Dir,
+		Args:       []string{"--namespace=" + v1alpha1.DefaultNamespace},
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -287,40 +287,12 @@ func checkPodMounts(pod *corev1.Pod, imports ...string) error {
 }
 
 func (w *Walkthrough) checkJob(ctx context.Context) error {
-	cs := w.env.C1.Clientset()
-	var job *batchv1.Job
-	err := waitFor(ctx, 3*time.Minute, "job "+jobName+" to finish", func(ctx context.Context) (bool, string) {
-		var err error
-		job, err = cs.BatchV1().Jobs(namespace).Get(ctx, jobName, metav1.GetOptions{})
-		if err != nil {
-			return false, err.Error()
-		}
-		for _, c := range job.Status.Conditions {
-			if c.Status == corev1.ConditionTrue && (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) {
-				return true, ""
-			}
-		}
-		return false, fmt.Sprintf("%d active, %d failed", job.Status.Active, job.Status.Failed)
-	})
+	job, pod, err := w.waitJob(ctx, jobName)
 	if err != nil {
 		return err
-	}
-	// The pod that succeeded, if the job controller had to retry.
-	pods, err := cs.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: batchv1.JobNameLabel + "=" + jobName})
-	if err != nil {
-		return err
-	}
-	if len(pods.Items) == 0 {
-		return fmt.Errorf("job %s has no pod", jobName)
-	}
-	pod := &pods.Items[0]
-	for i := range pods.Items {
-		if pods.Items[i].Status.Phase == corev1.PodSucceeded {
-			pod = &pods.Items[i]
-		}
 	}
 	w.say("$ kubectl --context cluster1 logs job/%s", jobName)
-	log := finishedLog(ctx, cs, pod.Name, func(log string) bool { return hasLine(log, nginx) })
+	log := finishedLog(ctx, w.env.C1.Clientset(), pod.Name, "", func(log string) bool { return hasLine(log, nginx) })
 	w.show(log)
 	if job.Status.Succeeded != 1 {
 		return fmt.Errorf("job %s failed (%d failed pods): %s", jobName, job.Status.Failed, containerStates(pod))
@@ -333,13 +305,50 @@ func (w *Walkthrough) checkJob(ctx context.Context) error {
 	return nil
 }
 
-// finishedLog reads a finished pod's log, waiting a little for it to be complete: containerd
-// copies a container's output to its log file asynchronously, so the file may lag the pod's
-// phase. It returns what it read last.
-func finishedLog(ctx context.Context, cs kubernetes.Interface, pod string, complete func(string) bool) string {
+// waitJob waits for a Job of cluster1 to complete or fail, and returns it with its pod (the one
+// that succeeded, if the job controller had to retry).
+func (w *Walkthrough) waitJob(ctx context.Context, name string) (*batchv1.Job, *corev1.Pod, error) {
+	cs := w.env.C1.Clientset()
+	var job *batchv1.Job
+	err := waitFor(ctx, 3*time.Minute, "job "+name+" to finish", func(ctx context.Context) (bool, string) {
+		var err error
+		job, err = cs.BatchV1().Jobs(namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, c := range job.Status.Conditions {
+			if c.Status == corev1.ConditionTrue && (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d active, %d failed", job.Status.Active, job.Status.Failed)
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	pods, err := cs.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: batchv1.JobNameLabel + "=" + name})
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(pods.Items) == 0 {
+		return nil, nil, fmt.Errorf("job %s has no pod", name)
+	}
+	pod := &pods.Items[0]
+	for i := range pods.Items {
+		if pods.Items[i].Status.Phase == corev1.PodSucceeded {
+			pod = &pods.Items[i]
+		}
+	}
+	return job, pod, nil
+}
+
+// finishedLog reads a finished pod's log (of container, or of its only one when ""), waiting a
+// little for it to be complete: containerd copies a container's output to its log file
+// asynchronously, so the file may lag the pod's phase. It returns what it read last.
+func finishedLog(ctx context.Context, cs kubernetes.Interface, pod, container string, complete func(string) bool) string {
 	var log string
 	_ = waitFor(ctx, 30*time.Second, "the log of "+pod, func(ctx context.Context) (bool, string) {
-		b, err := cs.CoreV1().Pods(namespace).GetLogs(pod, &corev1.PodLogOptions{}).DoRaw(ctx)
+		b, err := cs.CoreV1().Pods(namespace).GetLogs(pod, &corev1.PodLogOptions{Container: container}).DoRaw(ctx)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -359,13 +368,12 @@ func hasLine(text, line string) bool {
 }
 
 // credentialClient is a client of the remote cluster with an import's credential.
-func (w *Walkthrough) credentialClient(ctx context.Context, name string) (*kubernetes.Clientset, *corev1.Secret, error) {
+func (w *Walkthrough) credentialClient(ctx context.Context, name string) (*kubernetes.Clientset, error) {
 	secret, err := w.env.C1.Clientset().CoreV1().Secrets(namespace).Get(ctx, v1alpha1.SecretName(name), metav1.GetOptions{})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	cs, err := kubernetes.NewForConfig(credential.Parse(secret.Data).RESTConfig())
-	return cs, secret, err
+	return kubernetes.NewForConfig(credential.Parse(secret.Data).RESTConfig())
 }
 
 // listWithCredential lists a remote cluster's pods from here with an import's credential, as
@@ -379,7 +387,7 @@ func (w *Walkthrough) listWithCredential(name, remote string) func(context.Conte
 		}
 		w.say("$ kubectl mcsa kubeconfig %s --context cluster1 > remote.kubeconfig", name)
 		w.say("$ kubectl --kubeconfig remote.kubeconfig get pods")
-		cs, _, err := w.credentialClient(ctx, name)
+		cs, err := w.credentialClient(ctx, name)
 		if err != nil {
 			return err
 		}
@@ -420,7 +428,7 @@ func (w *Walkthrough) checkDenied(ctx context.Context) error {
 			return fmt.Errorf("the refusal does not say what is missing and how to fix it: %w", err)
 		}
 	}
-	cs, _, err := w.credentialClient(ctx, importName)
+	cs, err := w.credentialClient(ctx, importName)
 	if err != nil {
 		return err
 	}
@@ -615,7 +623,7 @@ func (w *Walkthrough) rotateWithoutNode(ctx context.Context) error {
 			return fmt.Errorf("rotation %d: the secret holds token %s again", i, tok.ID)
 		}
 		seen[tok.ID] = true
-		cs, _, err := w.credentialClient(ctx, importName)
+		cs, err := w.credentialClient(ctx, importName)
 		if err != nil {
 			return err
 		}
@@ -666,7 +674,7 @@ func (w *Walkthrough) twoClusters(ctx context.Context) error {
 	}
 	w.say("$ kubectl --context cluster1 logs %s", twoPod)
 	wants := []string{importName + "\t" + nginx, import3Name + "\t" + nginx}
-	log := finishedLog(ctx, cs, twoPod, func(log string) bool { return hasLine(log, wants[0]) && hasLine(log, wants[1]) })
+	log := finishedLog(ctx, cs, twoPod, "", func(log string) bool { return hasLine(log, wants[0]) && hasLine(log, wants[1]) })
 	w.show(log)
 	if pod.Status.Phase != corev1.PodSucceeded {
 		return fmt.Errorf("pod %s failed: %s", twoPod, containerStates(pod))

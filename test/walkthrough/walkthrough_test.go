@@ -43,7 +43,10 @@ func run(m *testing.M) int {
 			return 1
 		}
 		fmt.Fprintf(os.Stderr, "walkthrough: plugin, controller, clients and images built in %s\n", time.Since(began).Round(100*time.Millisecond))
-		os.Setenv(artifactsEnv, dir)
+		if err := os.Setenv(artifactsEnv, dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
 	}
 	return node.RunInNetns(m)
 }

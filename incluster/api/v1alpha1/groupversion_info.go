@@ -12,9 +12,16 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
+const (
+	// GroupName is the API group, the original project's.
+	GroupName = "multicluster.admiralty.io"
+	// ResourcePlural is the resource name of ServiceAccountImports in URLs and RBAC rules.
+	ResourcePlural = "serviceaccountimports"
+)
+
 var (
 	// GroupVersion is the group and version of this API.
-	GroupVersion = schema.GroupVersion{Group: "multicluster.admiralty.io", Version: "v1alpha1"}
+	GroupVersion = schema.GroupVersion{Group: GroupName, Version: "v1alpha1"}
 
 	// SchemeBuilder registers this API's types with a scheme. It is apimachinery's builder, not
 	// controller-runtime's, so that the plugin can use the types without the controller stack.
@@ -25,7 +32,7 @@ var (
 )
 
 // Resource is the group-qualified resource of ServiceAccountImports.
-var Resource = GroupVersion.WithResource("serviceaccountimports")
+var Resource = GroupVersion.WithResource(ResourcePlural)
 
 func addKnownTypes(s *runtime.Scheme) error {
 	s.AddKnownTypes(GroupVersion, &ServiceAccountImport{}, &ServiceAccountImportList{})

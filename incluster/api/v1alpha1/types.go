@@ -29,9 +29,12 @@ type ServiceAccountImportSpec struct {
 	Name string `json:"name"`
 
 	// ExpirationSeconds is the requested lifetime of the imported token. The remote API server
-	// may shorten it. Defaults to the importer's --default-token-lifetime (one hour).
+	// may shorten it. Defaults to the importer's --default-token-lifetime (one hour). At most a
+	// day: a token outlives the grant it was issued under until it expires, so the schema keeps
+	// that window bounded whatever the remote cluster's own maximum.
 	// +optional
 	// +kubebuilder:validation:Minimum=600
+	// +kubebuilder:validation:Maximum=86400
 	ExpirationSeconds *int64 `json:"expirationSeconds,omitempty"`
 
 	// Audiences are the intended audiences of the imported token. Defaults to the remote API

@@ -33,6 +33,53 @@ const (
 	DefaultNamespace = "multicluster-service-account"
 )
 
+// Annotations of an import's secret in which the importer records the token it wrote. Only the
+// importer writes them.
+const (
+	TokenIssuedAtAnnotation    = "multicluster.admiralty.io/token-issued-at"
+	TokenExpiresAtAnnotation   = "multicluster.admiralty.io/token-expires-at"
+	ImportGenerationAnnotation = "multicluster.admiralty.io/import-generation"
+)
+
+// Labels and annotations of what `kubectl mcsa` writes in a remote cluster B (grants) and of
+// the secrets `kubectl mcsa export` prints.
+const (
+	// ManagedByLabel marks every object kubectl-mcsa writes in B, with value ManagedBy.
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	ManagedBy      = "kubectl-mcsa"
+	// ImportingClusterLabel names the importing cluster A a grant is for.
+	ImportingClusterLabel = "multicluster.admiralty.io/importing-cluster"
+	// AllowedImportersAnnotation on a service account of B restricts which namespaces of which
+	// importing clusters may import it: `A/ns1,A/ns2,C/*` (grammar: package incluster/grant).
+	// Without it, any namespace of a cluster granted the service account may import it.
+	AllowedImportersAnnotation = "multicluster.admiralty.io/allowed-importers"
+
+	// ExportedFromAnnotation on an exported secret says `cluster/namespace/service account`.
+	ExportedFromAnnotation = "multicluster.admiralty.io/exported-from"
+	// TokenExpirationAnnotation on an exported secret says when its token expires (RFC 3339).
+	TokenExpirationAnnotation = "multicluster.admiralty.io/token-expiration"
+)
+
+// RotateRequestedAnnotation on the webhook's serving-certificate Secret asks the controller for
+// a new CA and certificate now; any new value triggers it.
+const RotateRequestedAnnotation = "multicluster.admiralty.io/rotate-requested"
+
+// IsClusterCredential tells whether imp is a cluster credential of an importer running in
+// importerNamespace: the import named after its own remote cluster in that namespace. The
+// importer renews it with its own token, and uses it to reach that cluster for every other
+// import.
+func IsClusterCredential(imp *ServiceAccountImport, importerNamespace string) bool {
+	return imp.Namespace == importerNamespace && imp.Name == imp.Spec.ClusterName
+}
+
+// Bounds of spec.expirationSeconds, which the CRD's schema enforces too: the TokenRequest API's
+// minimum, and a day, so that a token never outlives the grant it was issued under by more than
+// that, whatever the remote cluster's own maximum.
+const (
+	MinExpirationSeconds = 600
+	MaxExpirationSeconds = 86400
+)
+
 // Condition types and reasons of an import.
 const (
 	ConditionReady = "Ready"
@@ -68,6 +115,19 @@ func SecretName(importName string) string {
 	// A name cannot end in '.' or '-': replace trailing ones so the length stays exact.
 	trimmed := strings.TrimRight(truncated, ".-")
 	return trimmed + strings.Repeat("x", len(truncated)-len(trimmed)) + "-" + hash(importName) + secretSuffix
+}
+
+// SecretLabelValue is the value of the ImportNameKey label on an import's secret: the import's
+// name, as in the original project, when it fits in a label value (63 characters); a longer name
+// is truncated and suffixed with a hash of it. The label selects secrets; ownership is decided
+// by the owner reference alone.
+func SecretLabelValue(importName string) string {
+	if len(importName) <= maxLabel {
+		return importName
+	}
+	// A label value ends with an alphanumeric character.
+	prefix := strings.TrimRight(importName[:maxLabel-hashLen-1], ".-")
+	return prefix + "-" + hash(importName)
 }
 
 // VolumeName is the name of the pod volume of an import's secret: a DNS-1123 label for any

@@ -113,3 +113,33 @@ func randomSubdomain(r *rand.Rand) string {
 	}
 	return s
 }
+
+func TestSecretLabelValue(t *testing.T) {
+	long := strings.Repeat("a", 63) + "." + strings.Repeat("b", 63) + "." + strings.Repeat("c", 63) + "." + strings.Repeat("d", 61)
+	tests := []struct {
+		name, in string
+		want     string // "" when hashed
+	}{
+		{"short name kept", "cluster2-default-pod-lister", "cluster2-default-pod-lister"},
+		{"63 characters kept", strings.Repeat("x", 63), strings.Repeat("x", 63)},
+		{"64 characters hashed", strings.Repeat("x", 64), ""},
+		{"253 characters with dots hashed", long, ""},
+		{"cut before a dot", strings.Repeat("a", 51) + "." + strings.Repeat("b", 20), ""},
+	}
+	seen := map[string]bool{}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := SecretLabelValue(tt.in)
+			if errs := validation.IsValidLabelValue(got); len(errs) > 0 {
+				t.Fatalf("SecretLabelValue = %q: %v", got, errs)
+			}
+			if tt.want != "" && got != tt.want {
+				t.Errorf("SecretLabelValue = %q, want %q", got, tt.want)
+			}
+			if seen[got] {
+				t.Errorf("SecretLabelValue %q for two names", got)
+			}
+			seen[got] = true
+		})
+	}
+}

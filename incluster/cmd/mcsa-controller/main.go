@@ -7,7 +7,6 @@ package main
 import (
 	"flag"
 	"os"
-	"path/filepath"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -15,11 +14,13 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/internal/automount"
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/internal/importer"
+	"github.com/kubectl-mcsa/kubectl-mcsa/manifests"
 )
 
 func main() {
@@ -28,6 +29,7 @@ func main() {
 		webhook                automount.Options
 		automountWebhook       bool
 		metricsAddr, probeAddr string
+		secureMetrics          bool
 		leaderElect            bool
 		qps                    float64
 		burst                  int
@@ -43,12 +45,12 @@ func main() {
 	flag.IntVar(&imp.RemoteBurst, "remote-burst", 40, "Request burst to each remote cluster.")
 	flag.Float64Var(&qps, "kube-api-qps", 50, "Requests per second to the local API server.")
 	flag.IntVar(&burst, "kube-api-burst", 100, "Request burst to the local API server.")
-	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 disables it.")
+	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "Address of the Prometheus metrics endpoint; 0 disables it.")
+	flag.BoolVar(&secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS to callers the API server authenticates and authorizes for GET /metrics (ClusterRole mcsa-metrics-reader); false serves plain HTTP to anyone, for local development only.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader, so that only one replica reconciles.")
 	flag.BoolVar(&automountWebhook, "automount-webhook", true, "Serve the automount webhook (manifests/webhook) and keep its certificate; every replica serves.")
 	flag.IntVar(&webhook.Port, "webhook-port", automount.DefaultPort, "Port of the automount webhook.")
-	flag.StringVar(&webhook.CertDir, "webhook-cert-dir", filepath.Join(os.TempDir(), "mcsa-webhook-certs"), "Writable directory for the webhook's serving certificate (an emptyDir in cluster).")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -77,10 +79,10 @@ func main() {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
 		Cache:                   importer.CacheOptions(),
-		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
+		Metrics:                 metricsOptions(metricsAddr, secureMetrics),
 		HealthProbeBindAddress:  probeAddr,
 		LeaderElection:          leaderElect,
-		LeaderElectionID:        "mcsa-controller.multicluster.admiralty.io",
+		LeaderElectionID:        manifests.LeaderElectionLease,
 		LeaderElectionNamespace: imp.Namespace,
 		// The process exits right after the manager stops, so releasing the lease is safe and
 		// lets a new replica take over at once.
@@ -118,4 +120,17 @@ func main() {
 		log.Error(err, "Running the manager")
 		os.Exit(1)
 	}
+}
+
+// metricsOptions serves metrics as kubebuilder's scaffold does: over HTTPS (a self-signed
+// certificate: Prometheus scrapes with insecure_skip_verify or the pod's own CA), with every
+// request's bearer token checked by a TokenReview and its access to the non-resource URL
+// /metrics by a SubjectAccessReview. Metrics name imports and clusters, so not every pod of the
+// cluster should read them.
+func metricsOptions(addr string, secure bool) metricsserver.Options {
+	opts := metricsserver.Options{BindAddress: addr, SecureServing: secure}
+	if secure {
+		opts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	return opts
 }

@@ -14,8 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/config"
-	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/examples/internal/podlister"
-	"github.com/kubectl-mcsa/kubectl-mcsa/test/controlplane"
+	"github.com/kubectl-mcsa/kubectl-mcsa/test/fixture"
+	"github.com/kubectl-mcsa/kubectl-mcsa/test/podlister"
 )
 
 // isolate points the client at an empty mount root, no kubeconfig and no pod.
@@ -59,7 +59,7 @@ func TestUsageAndNoCredentials(t *testing.T) {
 
 // TestListOnRealCluster lists pods with a kubeconfig, then with a mounted import, which wins.
 func TestListOnRealCluster(t *testing.T) {
-	c := controlplane.ForTest(t, "cluster1")[0]
+	c := fixture.ForTest(t, fixture.Options{Clusters: []string{"cluster1"}}).Cluster("cluster1")
 	podlister.Create(t, c, "default", false, "local-pod")
 	podlister.Create(t, c, "remote", true, "remote-a", "remote-b")
 	podlister.Create(t, c, "locked", false)

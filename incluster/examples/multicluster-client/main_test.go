@@ -8,13 +8,13 @@ import (
 	"testing"
 
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/config"
-	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/examples/internal/podlister"
-	"github.com/kubectl-mcsa/kubectl-mcsa/test/controlplane"
+	"github.com/kubectl-mcsa/kubectl-mcsa/test/fixture"
+	"github.com/kubectl-mcsa/kubectl-mcsa/test/podlister"
 )
 
 // TestRun lists pods of a real cluster through mounted imports.
 func TestRun(t *testing.T) {
-	c := controlplane.ForTest(t, "cluster2")[0]
+	c := fixture.ForTest(t, fixture.Options{Clusters: []string{"cluster2"}}).Cluster("cluster2")
 	podlister.Create(t, c, "remote", true, "nginx-b", "nginx-a")
 	podlister.Create(t, c, "locked", false, "secret-pod")
 

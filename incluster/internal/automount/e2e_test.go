@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -27,26 +28,22 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	"sigs.k8s.io/kustomize/api/krusty"
-	"sigs.k8s.io/kustomize/kyaml/filesys"
-	"sigs.k8s.io/yaml"
 
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/internal/automount"
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/internal/servingcert"
 	"github.com/kubectl-mcsa/kubectl-mcsa/manifests"
-	"github.com/kubectl-mcsa/kubectl-mcsa/test/controlplane"
+	"github.com/kubectl-mcsa/kubectl-mcsa/test/fixture"
 )
 
 const (
 	controllerNamespace = v1alpha1.DefaultNamespace
-	controllerUser      = "system:serviceaccount:" + controllerNamespace + ":mcsa-controller"
+	controllerUser      = "system:serviceaccount:" + controllerNamespace + ":" + manifests.ControllerServiceAccount
 	team                = "team"
 	installer           = "e2e-installer"
 )
@@ -61,7 +58,6 @@ type env struct {
 	asSA    *rest.Config  // the controller's service account
 	port    int           // webhook
 	probe   int           // readiness
-	certDir string
 	logs    *logView
 	webhook *admissionregistrationv1.MutatingWebhookConfiguration // as shipped, with a loopback URL
 	stop    func()
@@ -70,8 +66,9 @@ type env struct {
 // TestEndToEnd registers the shipped MutatingWebhookConfiguration in a real kube-apiserver,
 // pointing at the webhook served on loopback, and checks what users and operators see.
 func TestEndToEnd(t *testing.T) {
-	cs := controlplane.ForTest(t, "automount")
-	e := setup(t, cs[0])
+	const cluster = "automount"
+	f := fixture.ForTest(t, fixture.Options{Clusters: []string{cluster}, CRD: []string{cluster}})
+	e := setup(t, f.Cluster(cluster))
 	ctx := context.Background()
 
 	t.Run("ready only once the CA bundle is injected", func(t *testing.T) {
@@ -80,7 +77,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Error("the webhook did not report the missing registration")
 		}
 		e.waitReady(t)
-		secret, err := e.admin.CoreV1().Secrets(controllerNamespace).Get(ctx, automount.DefaultSecretName, metav1.GetOptions{})
+		secret, err := e.admin.CoreV1().Secrets(controllerNamespace).Get(ctx, manifests.ServingCertSecret, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -216,7 +213,7 @@ func TestEndToEnd(t *testing.T) {
 				return err
 			}},
 			{"delete its certificate", func() error {
-				return sa.CoreV1().Secrets(controllerNamespace).Delete(ctx, automount.DefaultSecretName, metav1.DeleteOptions{})
+				return sa.CoreV1().Secrets(controllerNamespace).Delete(ctx, manifests.ServingCertSecret, metav1.DeleteOptions{})
 			}},
 			{"patch another webhook configuration", func() error {
 				_, err := sa.AdmissionregistrationV1().MutatingWebhookConfigurations().Patch(ctx, "other-webhooks", types.MergePatchType, patch, metav1.PatchOptions{})
@@ -227,7 +224,7 @@ func TestEndToEnd(t *testing.T) {
 				return err
 			}},
 			{"delete its webhook configuration", func() error {
-				return sa.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(ctx, automount.DefaultWebhookConfigurationName, metav1.DeleteOptions{})
+				return sa.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(ctx, manifests.WebhookConfiguration, metav1.DeleteOptions{})
 			}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
@@ -271,7 +268,10 @@ func TestEndToEnd(t *testing.T) {
 	})
 }
 
-func setup(t *testing.T, c *controlplane.Cluster) *env {
+// setup prepares the cluster, which has the CRD: namespaces, the controller's identity with the
+// webhook's rights, and the webhook's manifests but its registration; it starts the webhook and
+// checks that it is not ready before registering it.
+func setup(t *testing.T, c *fixture.Cluster) *env {
 	ctx := context.Background()
 	// controller-runtime takes its logger once per process (tests may run with -count > 1):
 	// each run reads the logs written after it began.
@@ -284,35 +284,25 @@ func setup(t *testing.T, c *controlplane.Cluster) *env {
 			t.Logf("webhook logs:\n%s", logs.tail(20000))
 		}
 	})
-	scheme := runtime.NewScheme()
-	clientgoscheme.AddToScheme(scheme)
-	v1alpha1.AddToScheme(scheme)
-	cl, err := client.New(c.Config, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := c.Client
 	asSA := rest.CopyConfig(c.Config)
 	asSA.Impersonate = rest.ImpersonationConfig{UserName: controllerUser,
 		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + controllerNamespace}}
-	e := &env{t: t, admin: c.Clientset(), cl: cl, config: c.Config, asSA: asSA, certDir: t.TempDir(), logs: logs,
+	e := &env{t: t, admin: c.Clientset(), cl: cl, config: c.Config, asSA: asSA, logs: logs,
 		port: freePort(t), probe: freePort(t)}
 
-	for _, ns := range []string{controllerNamespace, team, "other"} {
-		if _, err := e.admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	crd, err := manifests.FS.ReadFile("crd/multicluster.admiralty.io_serviceaccountimports.yaml")
-	if err != nil {
+	if err := c.Namespaces(ctx, controllerNamespace, team, "other"); err != nil {
 		t.Fatal(err)
 	}
-	e.applyYAML(t, crd)
 
 	// The controller's service account with the rights the importer's ClusterRole gives it
 	// (reading imports and secrets), and the shipped webhook manifests, but the registration.
-	objs := renderWebhookManifests(t)
+	objs, err := fixture.Render("webhook")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, o := range []client.Object{
-		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "mcsa-controller", Namespace: controllerNamespace}},
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: manifests.ControllerServiceAccount, Namespace: controllerNamespace}},
 		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "e2e-importer-reads"}, Rules: []rbacv1.PolicyRule{
 			{APIGroups: []string{v1alpha1.GroupVersion.Group}, Resources: []string{"serviceaccountimports"}, Verbs: []string{"get"}},
 			{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}},
@@ -320,7 +310,7 @@ func setup(t *testing.T, c *controlplane.Cluster) *env {
 		&rbacv1.ClusterRoleBinding{
 			ObjectMeta: metav1.ObjectMeta{Name: "e2e-importer-reads"},
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "e2e-importer-reads"},
-			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "mcsa-controller", Namespace: controllerNamespace}},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: manifests.ControllerServiceAccount, Namespace: controllerNamespace}},
 		},
 	} {
 		if err := cl.Create(ctx, o); err != nil {
@@ -343,9 +333,6 @@ func setup(t *testing.T, c *controlplane.Cluster) *env {
 	// The API server reaches this process on loopback instead of the Service.
 	url := fmt.Sprintf("https://127.0.0.1:%d%s", e.port, *e.webhook.Webhooks[0].ClientConfig.Service.Path)
 	e.webhook.Webhooks[0].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url}
-	for _, ns := range []string{controllerNamespace, team} {
-		waitDefaultServiceAccount(t, e.admin, ns)
-	}
 
 	e.start(t)
 	// Not ready while unregistered.
@@ -364,9 +351,10 @@ func setup(t *testing.T, c *controlplane.Cluster) *env {
 // start serves the webhook from this process, in a manager of its own, as the controller's
 // service account; stop ends it.
 func (e *env) start(t *testing.T) {
-	scheme := runtime.NewScheme()
-	clientgoscheme.AddToScheme(scheme)
-	v1alpha1.AddToScheme(scheme)
+	scheme, err := fixture.NewScheme()
+	if err != nil {
+		t.Fatal(err)
+	}
 	mgr, err := manager.New(e.asSA, manager.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
@@ -378,7 +366,6 @@ func (e *env) start(t *testing.T) {
 	err = automount.Setup(mgr, automount.Options{
 		Host:       "127.0.0.1",
 		Port:       e.port,
-		CertDir:    e.certDir,
 		ExtraHosts: []string{"127.0.0.1"},
 		// Quick checks so that a forced rotation completes in seconds.
 		Timing: servingcert.Timing{CheckInterval: 200 * time.Millisecond, Overlap: 2 * time.Second},
@@ -407,9 +394,11 @@ func (e *env) readyz() (int, string) {
 		return 0, err.Error()
 	}
 	defer resp.Body.Close()
-	var b bytes.Buffer
-	b.ReadFrom(resp.Body)
-	return resp.StatusCode, b.String()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err.Error()
+	}
+	return resp.StatusCode, string(b)
 }
 
 func (e *env) waitReady(t *testing.T) {
@@ -427,7 +416,7 @@ func (e *env) waitReady(t *testing.T) {
 
 func (e *env) registration(t *testing.T) *admissionregistrationv1.MutatingWebhookConfiguration {
 	t.Helper()
-	mwc, err := e.admin.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(context.Background(), automount.DefaultWebhookConfigurationName, metav1.GetOptions{})
+	mwc, err := e.admin.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(context.Background(), manifests.WebhookConfiguration, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -453,20 +442,6 @@ func (e *env) apply(t *testing.T, obj any) {
 	}
 	if err := e.cl.Apply(context.Background(), client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(installer), client.ForceOwnership); err != nil {
 		t.Fatalf("applying %s %s: %v", u.GetKind(), u.GetName(), err)
-	}
-}
-
-func (e *env) applyYAML(t *testing.T, doc []byte) {
-	t.Helper()
-	u := &unstructured.Unstructured{}
-	if err := yaml.Unmarshal(doc, &u.Object); err != nil {
-		t.Fatal(err)
-	}
-	e.apply(t, u)
-	if err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		return e.cl.List(ctx, &v1alpha1.ServiceAccountImportList{}) == nil, nil
-	}); err != nil {
-		t.Fatal("the CRD is not served")
 	}
 }
 
@@ -508,7 +483,7 @@ func (e *env) createPod(t *testing.T, ns string, pod *corev1.Pod) (*corev1.Pod, 
 // fails and that the API server ends up trusting only the new CA.
 func (e *env) rotation(t *testing.T, importName string) {
 	ctx := context.Background()
-	secret, err := e.admin.CoreV1().Secrets(controllerNamespace).Get(ctx, automount.DefaultSecretName, metav1.GetOptions{})
+	secret, err := e.admin.CoreV1().Secrets(controllerNamespace).Get(ctx, manifests.ServingCertSecret, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -557,7 +532,7 @@ func (e *env) rotation(t *testing.T, importName string) {
 	}
 	waitAdmitted(10)
 
-	secret.Annotations = map[string]string{servingcert.RotateRequestedAnnotation: time.Now().Format(time.RFC3339)}
+	secret.Annotations = map[string]string{v1alpha1.RotateRequestedAnnotation: time.Now().Format(time.RFC3339)}
 	if _, err := e.admin.CoreV1().Secrets(controllerNamespace).Update(ctx, secret, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -603,27 +578,6 @@ func (e *env) servedCert(t *testing.T) *x509.Certificate {
 	}
 	defer conn.Close()
 	return conn.ConnectionState().PeerCertificates[0]
-}
-
-func renderWebhookManifests(t *testing.T) []*unstructured.Unstructured {
-	t.Helper()
-	resources, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), "../../../manifests/webhook")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var objs []*unstructured.Unstructured
-	for _, r := range resources.Resources() {
-		j, err := r.MarshalJSON()
-		if err != nil {
-			t.Fatal(err)
-		}
-		u := &unstructured.Unstructured{}
-		if err := u.UnmarshalJSON(j); err != nil {
-			t.Fatal(err)
-		}
-		objs = append(objs, u)
-	}
-	return objs
 }
 
 func annotatedPod(imports string) *corev1.Pod {
@@ -692,16 +646,6 @@ func namespaceEvents(e *env, ns string) string {
 		fmt.Fprintf(&b, "%s %s: %s\n", ev.InvolvedObject.Name, ev.Reason, ev.Message)
 	}
 	return b.String()
-}
-
-func waitDefaultServiceAccount(t *testing.T, cs *kubernetes.Clientset, ns string) {
-	t.Helper()
-	if err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
-		_, err := cs.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
-		return err == nil, nil
-	}); err != nil {
-		t.Fatalf("no default service account in %s", ns)
-	}
 }
 
 func freePort(t *testing.T) int {

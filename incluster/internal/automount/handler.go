@@ -23,6 +23,10 @@ import (
 // Path is where the webhook is served.
 const Path = "/mutate-v1-pod"
 
+// MaxPodBytes is the largest pod the webhook reads: etcd's default request limit (1.5 MiB),
+// beyond which the API server could not store the pod anyway.
+const MaxPodBytes = 3 << 19
+
 // Denial reasons, the `reason` label of the denials metric.
 const (
 	DenyInvalidRequest    = "InvalidRequest"
@@ -77,11 +81,16 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 	if req.Operation != admissionv1.Create || req.Kind.Group != "" || req.Kind.Kind != "Pod" || req.SubResource != "" {
 		return admission.Allowed("not a pod creation"), outcomeUnchanged, ""
 	}
+	// Refused before decoding: a pod this large could not be stored anyway, and decoding and
+	// patching it would cost the webhook what the caller chooses.
+	if n := len(req.Object.Raw); n > MaxPodBytes {
+		return deny(DenyInvalidRequest, fmt.Sprintf("the pod is %d bytes, more than the %d bytes an object may take in etcd: make it smaller", n, MaxPodBytes))
+	}
 	pod := &corev1.Pod{}
 	if err := h.Decoder.Decode(req, pod); err != nil {
 		return deny(DenyInvalidRequest, "cannot decode the pod: "+err.Error())
 	}
-	names, err := ParseImportNames(pod.Annotations[v1alpha1.ImportNameKey])
+	names, err := v1alpha1.ParseImportNames(pod.Annotations[v1alpha1.ImportNameKey])
 	if err != nil {
 		return deny(DenyInvalidAnnotation, err.Error())
 	}

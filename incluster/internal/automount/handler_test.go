@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -22,10 +23,13 @@ import (
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
 )
 
+// requestNamespace is the namespace of the pods of podRequest.
+const requestNamespace = "team"
+
 func testScheme() *runtime.Scheme {
 	s := runtime.NewScheme()
-	clientgoscheme.AddToScheme(s)
-	v1alpha1.AddToScheme(s)
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(v1alpha1.AddToScheme(s))
 	return s
 }
 
@@ -45,9 +49,9 @@ func importSecret(imp *v1alpha1.ServiceAccountImport) *corev1.Secret {
 	return s
 }
 
-// podRequest is the admission request of a pod creation in namespace ns; the pod itself has no
-// namespace, as when a controller creates it.
-func podRequest(t testing.TB, ns string, pod *corev1.Pod) admission.Request {
+// podRequest is the admission request of a pod creation in namespace requestNamespace; the pod
+// itself has no namespace, as when a controller creates it.
+func podRequest(t testing.TB, pod *corev1.Pod) admission.Request {
 	t.Helper()
 	raw, err := json.Marshal(pod)
 	if err != nil {
@@ -57,7 +61,7 @@ func podRequest(t testing.TB, ns string, pod *corev1.Pod) admission.Request {
 		UID:       "req",
 		Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
 		Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
-		Namespace: ns,
+		Namespace: requestNamespace,
 		Operation: admissionv1.Create,
 		Object:    runtime.RawExtension{Raw: raw},
 	}}
@@ -96,46 +100,46 @@ func TestHandle(t *testing.T) {
 		contains []string
 		warnings []string
 	}{
-		{name: "no annotation", req: podRequest(t, "team", podWith([]string{"app"}, nil, nil)), allowed: true},
-		{name: "empty annotation", req: podRequest(t, "team", annotated(" , ")), allowed: true},
-		{name: "import with its secret", req: podRequest(t, "team", annotated("ready")), allowed: true, mounts: []string{"ready"}},
+		{name: "no annotation", req: podRequest(t, podWith([]string{"app"}, nil, nil)), allowed: true},
+		{name: "empty annotation", req: podRequest(t, annotated(" , ")), allowed: true},
+		{name: "import with its secret", req: podRequest(t, annotated("ready")), allowed: true, mounts: []string{"ready"}},
 		{
-			name: "import whose secret is not written yet", req: podRequest(t, "team", annotated("ready, pending")),
+			name: "import whose secret is not written yet", req: podRequest(t, annotated("ready, pending")),
 			allowed: true, mounts: []string{"ready", "pending"},
 			warnings: []string{`ServiceAccountImport "pending" has no secret "pending-token" yet`, "ClusterUnreachable: dial tcp"},
 		},
 		{
-			name: "missing imports", req: podRequest(t, "team", annotated("ready,gone,lost")), reason: DenyImportNotFound,
+			name: "missing imports", req: podRequest(t, annotated("ready,gone,lost")), reason: DenyImportNotFound,
 			contains: []string{`ServiceAccountImports "gone", "lost" not found in namespace "team"`,
 				"kubectl mcsa import gone --cluster CLUSTER --remote-namespace NS --service-account SA -n team",
 				"kubectl mcsa import lost --cluster"},
 		},
 		{
-			name: "import of another namespace", req: podRequest(t, "team", annotated("elsewhere")), reason: DenyImportNotFound,
+			name: "import of another namespace", req: podRequest(t, annotated("elsewhere")), reason: DenyImportNotFound,
 			contains: []string{`ServiceAccountImport "elsewhere" not found in namespace "team"`},
 		},
 		{
-			name: "namespace-qualified name", req: podRequest(t, "team", annotated("other/elsewhere")), reason: DenyInvalidAnnotation,
+			name: "namespace-qualified name", req: podRequest(t, annotated("other/elsewhere")), reason: DenyInvalidAnnotation,
 			contains: []string{`"other/elsewhere"`, "own namespace"},
 		},
 		{
-			name: "secret of the import's name not owned by it", req: podRequest(t, "team", annotated("hijacked")), reason: DenySecretConflict,
+			name: "secret of the import's name not owned by it", req: podRequest(t, annotated("hijacked")), reason: DenySecretConflict,
 			contains: []string{`secret "hijacked-token"`, "delete or rename that secret"},
 		},
 		{
 			name: "conflicting volume",
-			req: podRequest(t, "team", func() *corev1.Pod {
+			req: podRequest(t, func() *corev1.Pod {
 				p := annotated("ready")
 				p.Spec.Volumes = []corev1.Volume{{Name: "mcsa-ready", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
 				return p
 			}()),
 			reason: DenyVolumeConflict, contains: []string{`volume named "mcsa-ready"`},
 		},
-		{name: "already mounted", req: podRequest(t, "team", mounted(annotated("ready"), "ready")), allowed: true},
+		{name: "already mounted", req: podRequest(t, mounted(annotated("ready"), "ready")), allowed: true},
 		{
 			name: "not a creation",
 			req: func() admission.Request {
-				r := podRequest(t, "team", annotated("gone"))
+				r := podRequest(t, annotated("gone"))
 				r.Operation = admissionv1.Update
 				return r
 			}(),
@@ -225,7 +229,7 @@ func TestMutationsMetric(t *testing.T) {
 	h := newHandler(ready, importSecret(ready))
 	before := counterValue(t, mutations)
 	beforeCount := observations(t, "mutated")
-	if resp := h.Handle(context.Background(), podRequest(t, "team", annotated("ready"))); !resp.Allowed || len(resp.Patches) == 0 {
+	if resp := h.Handle(context.Background(), podRequest(t, annotated("ready"))); !resp.Allowed || len(resp.Patches) == 0 {
 		t.Fatalf("not mutated: %v", resp.Result)
 	}
 	if after := counterValue(t, mutations); after != before+1 {
@@ -247,7 +251,7 @@ func BenchmarkHandle(b *testing.B) {
 	h := newHandler(objs...)
 	pod := annotated("a, b, c")
 	pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: "sidecar", Image: "proxy"})
-	req := podRequest(b, "team", pod)
+	req := podRequest(b, pod)
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
@@ -281,7 +285,7 @@ func TestHandleReadsCacheFirst(t *testing.T) {
 		{"foreign secret the cache does not hold", "hijacked", false, `secret "hijacked-token"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			resp := h.Handle(context.Background(), podRequest(t, "team", annotated(tc.annotation)))
+			resp := h.Handle(context.Background(), podRequest(t, annotated(tc.annotation)))
 			if resp.Allowed != tc.allowed {
 				t.Fatalf("allowed = %v, want %v (%s)", resp.Allowed, tc.allowed, resp.Result.Message)
 			}

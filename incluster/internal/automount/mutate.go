@@ -7,36 +7,9 @@ import (
 
 	"gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
 )
-
-// ParseImportNames reads the value of the import annotation: comma-separated import names,
-// spaces trimmed, empty entries and duplicates dropped, in order. Each name must be a valid
-// object name; a name such as `other-namespace/x` is refused because a pod can only use the
-// imports of its own namespace.
-func ParseImportNames(value string) ([]string, error) {
-	var names, invalid []string
-	seen := map[string]bool{}
-	for _, field := range strings.Split(value, ",") {
-		name := strings.TrimSpace(field)
-		if name == "" || seen[name] {
-			continue
-		}
-		seen[name] = true
-		if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
-			invalid = append(invalid, fmt.Sprintf("%q (%s)", name, strings.Join(errs, "; ")))
-			continue
-		}
-		names = append(names, name)
-	}
-	if len(invalid) > 0 {
-		return nil, fmt.Errorf("annotation %s: invalid ServiceAccountImport name(s) %s: give names of imports in the pod's own namespace, comma-separated",
-			v1alpha1.ImportNameKey, strings.Join(invalid, ", "))
-	}
-	return names, nil
-}
 
 // conflictError is a pod that already has, under one of the names or paths the webhook would
 // use, something that is not the import's: the webhook never overwrites it.
@@ -60,7 +33,7 @@ func importMount(name string) corev1.VolumeMount {
 func isImportVolume(v corev1.Volume, name string) bool {
 	want := importVolume(name)
 	s := v.Secret
-	return v.Name == want.Name && s != nil && s.SecretName == want.VolumeSource.Secret.SecretName &&
+	return v.Name == want.Name && s != nil && s.SecretName == want.Secret.SecretName &&
 		s.Items == nil && (s.Optional == nil || !*s.Optional) && v.VolumeSource == corev1.VolumeSource{Secret: s}
 }
 

@@ -15,41 +15,6 @@ import (
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
 )
 
-func TestParseImportNames(t *testing.T) {
-	long := strings.Repeat("a", 249) + ".b.c" // 253 characters, dotted
-	for _, tc := range []struct {
-		name, value string
-		want        []string
-		wantErr     string
-	}{
-		{name: "empty", value: "", want: nil},
-		{name: "only separators and spaces", value: " , ,, ", want: nil},
-		{name: "one", value: "cluster2-default-pod-lister", want: []string{"cluster2-default-pod-lister"}},
-		{name: "three, order kept", value: "c,a,b", want: []string{"c", "a", "b"}},
-		{name: "spaces, duplicates and empty entries", value: " a , b,,a ,  b,c, ", want: []string{"a", "b", "c"}},
-		{name: "longest legal name", value: long, want: []string{long}},
-		{name: "another namespace", value: "a, other/x", wantErr: `"other/x"`},
-		{name: "upper case", value: "Import", wantErr: `"Import"`},
-		{name: "too long", value: strings.Repeat("a", 254), wantErr: "must be no more than 253"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := ParseImportNames(tc.value)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), "own namespace") {
-					t.Fatalf("error = %v, want one naming %s and the rule", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if strings.Join(got, ",") != strings.Join(tc.want, ",") || len(got) != len(tc.want) {
-				t.Fatalf("got %q, want %q", got, tc.want)
-			}
-		})
-	}
-}
-
 // podWith is a pod with the given containers and init containers, each with the given mounts.
 func podWith(containers, initContainers []string, volumes []corev1.Volume, mounts ...corev1.VolumeMount) *corev1.Pod {
 	pod := &corev1.Pod{Spec: corev1.PodSpec{Volumes: volumes}}

@@ -7,8 +7,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"net/http"
-	"os"
-	"path/filepath"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
@@ -19,33 +17,26 @@ import (
 
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/internal/servingcert"
+	"github.com/kubectl-mcsa/kubectl-mcsa/manifests"
 )
 
-// Names of the shipped manifests (manifests/webhook).
-const (
-	DefaultServiceName              = "mcsa-webhook"
-	DefaultSecretName               = "mcsa-webhook-serving-cert"
-	DefaultWebhookConfigurationName = "mcsa-automount"
-	DefaultPort                     = 9443
-)
+// DefaultPort is the webhook server's port in the shipped manifests.
+const DefaultPort = 9443
 
 // Options configure the webhook. Zero fields take the defaults, which match the manifests.
 type Options struct {
 	// Host and Port the webhook server listens on (default all addresses, port 9443).
 	Host string
 	Port int
-	// CertDir receives the serving certificate (default <temp dir>/mcsa-webhook-certs). It must
-	// be writable: an emptyDir when the root file system is read-only.
-	CertDir string
-	// Namespace holds the Service and the certificate Secret (default
-	// multicluster-service-account).
+	// Namespace holds the Service and the certificate Secret. Zero names take the shipped
+	// manifests' (package manifests).
 	Namespace                string
 	ServiceName              string
 	SecretName               string
 	WebhookConfigurationName string
 	// ExtraHosts are DNS names or IP addresses the certificate covers besides the Service's.
 	ExtraHosts []string
-	// FieldOwner is the field manager of the certificate writes (default mcsa-controller).
+	// FieldOwner is the field manager of the certificate writes.
 	FieldOwner string
 	// Timing tunes certificate lifetimes and checks.
 	Timing servingcert.Timing
@@ -70,23 +61,20 @@ func Setup(mgr manager.Manager, opts Options) error {
 	if opts.Port == 0 {
 		opts.Port = DefaultPort
 	}
-	if opts.CertDir == "" {
-		opts.CertDir = filepath.Join(os.TempDir(), "mcsa-webhook-certs")
-	}
 	if opts.Namespace == "" {
-		opts.Namespace = v1alpha1.DefaultNamespace
+		opts.Namespace = manifests.Namespace
 	}
 	if opts.ServiceName == "" {
-		opts.ServiceName = DefaultServiceName
+		opts.ServiceName = manifests.WebhookService
 	}
 	if opts.SecretName == "" {
-		opts.SecretName = DefaultSecretName
+		opts.SecretName = manifests.ServingCertSecret
 	}
 	if opts.WebhookConfigurationName == "" {
-		opts.WebhookConfigurationName = DefaultWebhookConfigurationName
+		opts.WebhookConfigurationName = manifests.WebhookConfiguration
 	}
 	if opts.FieldOwner == "" {
-		opts.FieldOwner = "mcsa-controller"
+		opts.FieldOwner = manifests.ControllerFieldManager
 	}
 	svc := opts.ServiceName + "." + opts.Namespace
 	hosts := append([]string{svc + ".svc", svc + ".svc.cluster.local", svc, opts.ServiceName}, opts.ExtraHosts...)
@@ -96,10 +84,9 @@ func Setup(mgr manager.Manager, opts Options) error {
 		SecretName:               opts.SecretName,
 		WebhookConfigurationName: opts.WebhookConfigurationName,
 		Hosts:                    hosts,
-		CertDir:                  opts.CertDir,
 		FieldOwner:               opts.FieldOwner,
 		Timing:                   opts.Timing,
-	}, mgr.GetAPIReader(), mgr.GetClient(), mgr.GetEventRecorder("mcsa-webhook"), mgr.GetLogger().WithName("servingcert"))
+	}, mgr.GetAPIReader(), mgr.GetClient(), mgr.GetEventRecorder(manifests.WebhookService), mgr.GetLogger().WithName("servingcert"))
 	if err != nil {
 		return err
 	}
@@ -108,6 +95,10 @@ func Setup(mgr manager.Manager, opts Options) error {
 		Host: opts.Host,
 		Port: opts.Port,
 		TLSOpts: []func(*tls.Config){func(c *tls.Config) {
+			// The certificate comes from the rotator's memory. Setting GetCertificate is also
+			// what keeps the server from reading files: it starts a certificate watcher on
+			// CertDir only when GetCertificate is unset, and reads nothing else there without
+			// a ClientCAName (controller-runtime v0.25, webhook.DefaultServer.Start).
 			c.GetCertificate = rotator.GetCertificate
 			// HTTP/2 stays off, as kubebuilder scaffolds it, against its stream-reset attacks
 			// (CVE-2023-44487); the API server calls webhooks over HTTP/1.1 just as well.

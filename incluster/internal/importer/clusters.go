@@ -58,12 +58,6 @@ func newClusters(reader client.Reader, namespace, localName string, tweak func(*
 		static: map[string]*remote{}, byName: map[string]*remote{}}
 }
 
-// isCredential says whether imp is a cluster credential: such an import is renewed with its own
-// token rather than used to reach its cluster.
-func (c *clusters) isCredential(imp *v1alpha1.ServiceAccountImport) bool {
-	return imp.Namespace == c.namespace && imp.Name == imp.Spec.ClusterName
-}
-
 // get returns the remote cluster named name, or a *clusterUnknownError.
 func (c *clusters) get(ctx context.Context, name string) (*remote, error) {
 	if r, ok := c.static[name]; ok {
@@ -168,7 +162,7 @@ func (c *clusters) importingCluster(ctx context.Context) string {
 	var list v1alpha1.ServiceAccountImportList
 	if err := c.reader.List(ctx, &list, client.InNamespace(c.namespace)); err == nil {
 		for i := range list.Items {
-			if c.isCredential(&list.Items[i]) && list.Items[i].Spec.Namespace == grant.Namespace {
+			if v1alpha1.IsClusterCredential(&list.Items[i], c.namespace) && list.Items[i].Spec.Namespace == grant.Namespace {
 				return list.Items[i].Spec.Name
 			}
 		}

@@ -1,13 +1,11 @@
 package importer_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -21,12 +19,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
@@ -36,7 +30,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	"sigs.k8s.io/yaml"
 
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/credential"
@@ -44,6 +37,7 @@ import (
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/internal/importer"
 	"github.com/kubectl-mcsa/kubectl-mcsa/manifests"
 	"github.com/kubectl-mcsa/kubectl-mcsa/test/controlplane"
+	"github.com/kubectl-mcsa/kubectl-mcsa/test/fixture"
 )
 
 // Cluster A (cluster1) imports from cluster B (cluster2).
@@ -57,8 +51,7 @@ const (
 // TestEndToEnd runs the importer in-process against two real control planes, with the
 // identity and RBAC of manifests/controller in A and only the grants of internal/grant in B.
 func TestEndToEnd(t *testing.T) {
-	cs := controlplane.ForTest(t, clusterA, clusterB)
-	e := newEnv(t, cs[0], cs[1])
+	e := newEnv(t)
 	e.startImporter(t, importer.Options{})
 
 	t.Run("group", func(t *testing.T) {
@@ -79,11 +72,11 @@ func TestEndToEnd(t *testing.T) {
 }
 
 type env struct {
-	a, b *controlplane.Cluster
+	f    *fixture.Fixture
+	a, b *fixture.Cluster
 	// ac is A's admin client; akube and bkube are admin clientsets.
-	ac           client.Client
+	ac           client.WithWatch
 	akube, bkube kubernetes.Interface
-	scheme       *runtime.Scheme
 	// importerConfig is the importer's identity in A (manifests/controller).
 	importerConfig *rest.Config
 	// bootstrapToken is the first token of the cluster credential, minted by B's admin.
@@ -94,68 +87,41 @@ type env struct {
 	stop func()
 }
 
-func newEnv(t *testing.T, a, b *controlplane.Cluster) *env {
-	ctx := t.Context()
-	scheme := runtime.NewScheme()
-	must(t, clientgoscheme.AddToScheme(scheme))
-	must(t, v1alpha1.AddToScheme(scheme))
-	ac, err := client.New(a.Config, client.Options{Scheme: scheme})
-	must(t, err)
-	e := &env{a: a, b: b, ac: ac, akube: a.Clientset(), bkube: b.Clientset(), scheme: scheme, logs: &syncBuffer{}}
+// newEnv starts A and B, installs kubectl-mcsa in A and bootstraps A's imports from B.
+func newEnv(t *testing.T) *env {
+	f := fixture.ForTest(t, fixture.Options{
+		Clusters:  []string{clusterA, clusterB},
+		Install:   []string{clusterA},
+		Bootstrap: []fixture.Link{{Target: clusterA, Source: clusterB}},
+	})
+	a, b := f.Cluster(clusterA), f.Cluster(clusterB)
+	e := &env{f: f, a: a, b: b, ac: a.Client, akube: a.Clientset(), bkube: b.Clientset(), logs: &syncBuffer{},
+		bootstrapToken: f.BootstrapToken(clusterA, clusterB)}
 	ctrl.SetLogger(zap.New(zap.WriteTo(e.logs), zap.UseDevMode(true)))
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("importer logs (tail):\n%s", e.logs.tail(150))
 		}
 	})
-
-	// A: the CRD and the importer's identity and RBAC, as shipped.
-	for _, f := range []string{"crd/multicluster.admiralty.io_serviceaccountimports.yaml", "controller/namespace.yaml", "controller/serviceaccount.yaml", "controller/rbac.yaml"} {
-		e.applyManifest(t, f)
-	}
-	must(t, wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		return ac.List(ctx, &v1alpha1.ServiceAccountImportList{}) == nil, nil
-	}))
-	tr, err := e.akube.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "mcsa-controller",
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}, metav1.CreateOptions{})
-	must(t, err)
-	e.importerConfig = &rest.Config{Host: a.Server, BearerToken: tr.Status.Token, TLSClientConfig: rest.TLSClientConfig{CAData: a.CAData}, QPS: 50, Burst: 100}
-
-	// B: what `kubectl mcsa bootstrap cluster1 cluster2` does there.
-	for _, o := range []client.Object{grant.ImporterNamespace(), grant.ImporterServiceAccount(clusterA), grant.SelfRenewRole(clusterA), grant.SelfRenewRoleBinding(clusterA)} {
-		e.createB(t, o)
-	}
-	// A: the cluster credential.
-	e.bootstrapToken = e.addCredential(t, clusterB)
+	e.importerConfig = rest.CopyConfig(a.ControllerConfig)
+	e.importerConfig.QPS, e.importerConfig.Burst = 50, 100
 	return e
 }
 
-// addCredential creates, in A, the cluster credential for B named name, and its first secret
-// holding a token minted by B's admin; it returns the token.
-func (e *env) addCredential(t *testing.T, name string) string {
-	ctx := t.Context()
-	imp := &v1alpha1.ServiceAccountImport{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec:       v1alpha1.ServiceAccountImportSpec{ClusterName: name, Namespace: grant.Namespace, Name: grant.ServiceAccountName(clusterA)},
-	}
-	must(t, e.ac.Create(ctx, imp))
-	tr, err := e.bkube.CoreV1().ServiceAccounts(grant.Namespace).CreateToken(ctx, grant.ServiceAccountName(clusterA),
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}, metav1.CreateOptions{})
+// addCredential bootstraps A's imports from B again, with B named name in A.
+func (e *env) addCredential(t *testing.T, name string) {
+	_, err := e.f.BootstrapAs(t.Context(), clusterA, clusterB, name)
 	must(t, err)
-	s, err := credential.NewSecret(imp, credential.Data{ClusterName: name, Server: e.b.Server, CAData: e.b.CAData, Namespace: grant.Namespace, Token: tr.Status.Token})
-	must(t, err)
-	must(t, e.ac.Create(ctx, s))
-	return tr.Status.Token
 }
 
 func (e *env) startImporter(t *testing.T, opts importer.Options) {
 	mgr, err := ctrl.NewManager(e.importerConfig, ctrl.Options{
-		Scheme:                        e.scheme,
+		Scheme:                        e.f.Scheme,
 		Cache:                         importer.CacheOptions(),
 		Metrics:                       metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress:        "0",
 		LeaderElection:                true,
-		LeaderElectionID:              "mcsa-controller.multicluster.admiralty.io",
+		LeaderElectionID:              manifests.LeaderElectionLease,
 		LeaderElectionNamespace:       ns,
 		LeaderElectionReleaseOnCancel: true,
 		// Restarts register the same controller again in this process.
@@ -233,16 +199,22 @@ func (e *env) testImport(t *testing.T) {
 	if got := e.whoami(t, string(s.Data["token"])); got != "system:serviceaccount:team1:reader" {
 		t.Errorf("token authenticates as %q", got)
 	}
-	// So is the config, read by a real client from a folder holding the secret's files.
-	dir := t.TempDir()
-	for k, v := range s.Data {
-		must(t, os.WriteFile(filepath.Join(dir, k), v, 0o600))
-	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", filepath.Join(dir, "config"))
+	// So is the config, for the secret mounted where the webhook mounts it: B's CA inline, the
+	// token read from the mounted file. A real client uses it, the token file being a copy here.
+	raw, err := clientcmd.Load(s.Data["config"])
 	must(t, err)
-	if cfg.BearerTokenFile != filepath.Join(dir, "token") || cfg.CAFile != filepath.Join(dir, "ca.crt") {
-		t.Errorf("config reads %q and %q, want the files beside it", cfg.BearerTokenFile, cfg.CAFile)
+	current := raw.Contexts[raw.CurrentContext]
+	if current == nil || raw.AuthInfos[current.AuthInfo] == nil || raw.Clusters[current.Cluster] == nil {
+		t.Fatalf("config has no usable current context: %s", s.Data["config"])
 	}
+	user, cluster := raw.AuthInfos[current.AuthInfo], raw.Clusters[current.Cluster]
+	if want := path.Join(v1alpha1.MountPath(imp.Name), v1alpha1.SecretKeyToken); user.TokenFile != want || !bytes.Equal(cluster.CertificateAuthorityData, e.b.CAData) || cluster.Server != e.b.Server {
+		t.Errorf("config reads the token from %q (want %q), server %q, CA %q", user.TokenFile, want, cluster.Server, cluster.CertificateAuthorityData)
+	}
+	user.TokenFile = filepath.Join(t.TempDir(), v1alpha1.SecretKeyToken)
+	must(t, os.WriteFile(user.TokenFile, s.Data[v1alpha1.SecretKeyToken], 0o600))
+	cfg, err := clientcmd.NewDefaultClientConfig(*raw, nil).ClientConfig()
+	must(t, err)
 	ssr, err := kubernetes.NewForConfigOrDie(cfg).AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
 	must(t, err)
 	if got := ssr.Status.UserInfo.Username; got != "system:serviceaccount:team1:reader" {
@@ -359,7 +331,7 @@ func (e *env) testNamespaceRestriction(t *testing.T) {
 	t.Parallel()
 	e.nsA(t, "allowed6")
 	e.nsA(t, "denied6")
-	e.serviceAccountB(t, "team6", "restricted", map[string]string{grant.AllowedImportersAnnotation: clusterA + "/allowed6,cluster9/*"})
+	e.serviceAccountB(t, "team6", "restricted", map[string]string{v1alpha1.AllowedImportersAnnotation: clusterA + "/allowed6,cluster9/*"})
 	e.grantB(t, "team6", "restricted")
 	denied := e.createImport(t, "denied6", "restricted", clusterB, "team6", "restricted", nil)
 	allowed := e.createImport(t, "allowed6", "restricted", clusterB, "team6", "restricted", nil)
@@ -546,7 +518,7 @@ func (e *env) testRestart(t *testing.T) {
 func (e *env) testKubeconfigClusters(t *testing.T) {
 	const dev = "cluster2-dev"
 	path := filepath.Join(t.TempDir(), "kubeconfig")
-	must(t, controlplane.WriteKubeconfig(path, e.b))
+	must(t, controlplane.WriteKubeconfig(path, e.b.Cluster))
 	cfg, err := clientcmd.LoadFromFile(path)
 	must(t, err)
 	cfg.Contexts[dev] = cfg.Contexts[clusterB]
@@ -558,7 +530,7 @@ func (e *env) testKubeconfigClusters(t *testing.T) {
 
 	e.nsA(t, "dev")
 	e.serviceAccountB(t, "teamdev", "ungranted", nil)
-	e.serviceAccountB(t, "teamdev", "restricted", map[string]string{grant.AllowedImportersAnnotation: clusterA + "/elsewhere"})
+	e.serviceAccountB(t, "teamdev", "restricted", map[string]string{v1alpha1.AllowedImportersAnnotation: clusterA + "/elsewhere"})
 	imp := e.waitReason(t, e.createImport(t, "dev", "ungranted", dev, "teamdev", "ungranted", nil), v1alpha1.ReasonTokenIssued)
 	s := e.secret(t, imp)
 	if string(s.Data["server"]) != e.b.Server {
@@ -577,31 +549,8 @@ func (e *env) testKubeconfigClusters(t *testing.T) {
 
 // Helpers.
 
-func (e *env) applyManifest(t *testing.T, path string) {
-	b, err := manifests.FS.ReadFile(path)
-	must(t, err)
-	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(b)))
-	for {
-		doc, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			return
-		}
-		must(t, err)
-		var m map[string]any
-		must(t, yaml.Unmarshal(doc, &m))
-		if len(m) == 0 {
-			continue
-		}
-		must(t, e.ac.Create(t.Context(), &unstructured.Unstructured{Object: m}))
-	}
-}
-
 func (e *env) createB(t *testing.T, o client.Object) {
-	c, err := client.New(e.b.Config, client.Options{Scheme: e.scheme})
-	must(t, err)
-	if err := c.Create(t.Context(), o); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
+	must(t, e.b.CreateIfMissing(t.Context(), o))
 }
 
 func (e *env) nsA(t *testing.T, name string) {
@@ -620,10 +569,7 @@ func (e *env) serviceAccountB(t *testing.T, namespace, name string, annotations 
 // grantB does what `kubectl mcsa allow cluster1 NAMESPACE/NAME...` does in B.
 func (e *env) grantB(t *testing.T, namespace string, names ...string) {
 	e.nsB(t, namespace)
-	role, err := grant.ImportRole(clusterA, namespace, names)
-	must(t, err)
-	e.createB(t, role)
-	e.createB(t, grant.ImportRoleBinding(clusterA, namespace))
+	must(t, e.f.Allow(t.Context(), clusterA, clusterB, namespace, names...))
 }
 
 func (e *env) createImport(t *testing.T, namespace, name, cluster, remoteNS, remoteName string, seconds *int64) *v1alpha1.ServiceAccountImport {
@@ -640,18 +586,16 @@ func (e *env) annotate(t *testing.T, imp *v1alpha1.ServiceAccountImport, key, va
 	must(t, e.ac.Patch(t.Context(), imp.DeepCopy(), client.RawPatch("application/merge-patch+json", patch)))
 }
 
-// waitFor polls the import until cond holds.
+// waitFor watches the import until cond holds.
 func (e *env) waitFor(t *testing.T, imp *v1alpha1.ServiceAccountImport, what string, cond func(*v1alpha1.ServiceAccountImport) bool) *v1alpha1.ServiceAccountImport {
 	t.Helper()
-	got := &v1alpha1.ServiceAccountImport{}
-	err := wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		if err := e.ac.Get(ctx, client.ObjectKeyFromObject(imp), got); err != nil {
-			return false, nil
-		}
-		return cond(got), nil
-	})
+	got, err := fixture.WaitFor(t.Context(), e.ac, imp, timeout, cond)
 	if err != nil {
-		t.Fatalf("%s/%s: %s: %v; status %+v", imp.Namespace, imp.Name, what, err, got.Status)
+		var status any = "none: not found"
+		if got != nil {
+			status = got.Status
+		}
+		t.Fatalf("%s/%s: %s: %v; status %+v", imp.Namespace, imp.Name, what, err, status)
 	}
 	return got
 }

@@ -76,8 +76,8 @@ func (o *Options) defaults() error {
 	if o.DefaultTokenLifetime == 0 {
 		o.DefaultTokenLifetime = time.Hour
 	}
-	if o.DefaultTokenLifetime < 10*time.Minute {
-		return fmt.Errorf("importer: default token lifetime %s is under the TokenRequest API's minimum of 10m", o.DefaultTokenLifetime)
+	if shortest, longest := time.Duration(v1alpha1.MinExpirationSeconds)*time.Second, time.Duration(v1alpha1.MaxExpirationSeconds)*time.Second; o.DefaultTokenLifetime < shortest || o.DefaultTokenLifetime > longest {
+		return fmt.Errorf("importer: default token lifetime %s: must be from %s to %s", o.DefaultTokenLifetime, shortest, longest)
 	}
 	if o.MaxConcurrentReconciles == 0 {
 		o.MaxConcurrentReconciles = 4
@@ -192,7 +192,7 @@ func (r *Reconciler) importsOfCredential(ctx context.Context, o client.Object) [
 			return nil
 		}
 	case *v1alpha1.ServiceAccountImport:
-		if !r.clusters.isCredential(o) {
+		if !v1alpha1.IsClusterCredential(o, r.opts.Namespace) {
 			return nil
 		}
 		cluster = o.Name

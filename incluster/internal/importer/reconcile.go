@@ -140,7 +140,7 @@ func (r *Reconciler) reconcile(ctx context.Context, imp *v1alpha1.ServiceAccount
 func (r *Reconciler) validate(imp *v1alpha1.ServiceAccountImport) string {
 	// Service accounts of that namespace are importer identities: importing one would hand its
 	// grants to whoever may create imports, bypassing allowed-importers restrictions.
-	if imp.Spec.Namespace == grant.Namespace && !r.clusters.isCredential(imp) {
+	if imp.Spec.Namespace == grant.Namespace && !v1alpha1.IsClusterCredential(imp, r.opts.Namespace) {
 		return fmt.Sprintf("Service accounts of namespace %s of cluster %s are importer identities; only the cluster credential (ServiceAccountImport %s/%s) may import them.",
 			grant.Namespace, imp.Spec.ClusterName, r.opts.Namespace, imp.Spec.ClusterName)
 	}
@@ -202,13 +202,13 @@ func (r *Reconciler) refresh(ctx context.Context, imp *v1alpha1.ServiceAccountIm
 	}
 
 	// A credential renews itself and may do nothing else, not even read its service account.
-	if !r.clusters.isCredential(imp) {
+	if !v1alpha1.IsClusterCredential(imp, r.opts.Namespace) {
 		remoteSA, err := rem.client.CoreV1().ServiceAccounts(sa.Namespace).Get(ctx, sa.Name, metav1.GetOptions{})
 		if err != nil {
 			return failed(r.remoteFailure(imp, importing, err))
 		}
 		if allowed, err := grant.Allowed(remoteSA.Annotations, rem.importingCluster, imp.Namespace); !allowed {
-			why := fmt.Sprintf("its annotation %s is %q", grant.AllowedImportersAnnotation, remoteSA.Annotations[grant.AllowedImportersAnnotation])
+			why := fmt.Sprintf("its annotation %s is %q", v1alpha1.AllowedImportersAnnotation, remoteSA.Annotations[v1alpha1.AllowedImportersAnnotation])
 			if err != nil {
 				why = err.Error()
 			} else if rem.importingCluster == "" {
@@ -258,7 +258,7 @@ func (r *Reconciler) remoteFailure(imp *v1alpha1.ServiceAccountImport, importing
 	sa := imp.Spec.Namespace + "/" + imp.Spec.Name
 	b := imp.Spec.ClusterName
 	bootstrap := grant.BootstrapCommand(importing, b)
-	cred := r.clusters.isCredential(imp)
+	cred := v1alpha1.IsClusterCredential(imp, r.opts.Namespace)
 	switch {
 	case apierrors.IsForbidden(err) && cred:
 		return v1alpha1.ReasonForbidden, fmt.Sprintf("Cluster %s forbids the importer to renew its own token (service account %s): run `%s`.", b, sa, bootstrap)
@@ -282,7 +282,7 @@ func (r *Reconciler) data(imp *v1alpha1.ServiceAccountImport, rem *remote, token
 
 func (r *Reconciler) readyMessage(imp *v1alpha1.ServiceAccountImport, st tokenState) string {
 	exp := st.expires.UTC().Format(time.RFC3339)
-	if r.clusters.isCredential(imp) {
+	if v1alpha1.IsClusterCredential(imp, r.opts.Namespace) {
 		return fmt.Sprintf("Cluster credential for %s: token of the importer's identity %s/%s, renewed with itself, expires at %s.", imp.Spec.ClusterName, imp.Spec.Namespace, imp.Spec.Name, exp)
 	}
 	return fmt.Sprintf("Token of service account %s/%s of cluster %s expires at %s.", imp.Spec.Namespace, imp.Spec.Name, imp.Spec.ClusterName, exp)
@@ -312,7 +312,7 @@ func (r *Reconciler) writeSecret(ctx context.Context, imp *v1alpha1.ServiceAccou
 	if updated.Labels == nil {
 		updated.Labels = map[string]string{}
 	}
-	updated.Labels[v1alpha1.ImportNameKey] = credential.LabelValue(imp.Name)
+	updated.Labels[v1alpha1.ImportNameKey] = v1alpha1.SecretLabelValue(imp.Name)
 	st.annotate(updated)
 	if equality.Semantic.DeepEqual(existing, updated) {
 		return existing, nil

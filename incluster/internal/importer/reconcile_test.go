@@ -106,25 +106,27 @@ func (f *fixture) restart() {
 	f.r = &Reconciler{client: f.local, apiReader: f.local, clusters: cl, events: f.events, opts: opts}
 }
 
-func (f *fixture) reconcile(name string) (reconcile.Result, error) {
+// reconcile reconciles the import under test, testImport in testNS, which get, secret and ready
+// read too.
+func (f *fixture) reconcile() (reconcile.Result, error) {
 	f.t.Helper()
-	return f.r.Reconcile(context.Background(), reconcile.Request{NamespacedName: client.ObjectKey{Namespace: testNS, Name: name}})
+	return f.r.Reconcile(context.Background(), reconcile.Request{NamespacedName: client.ObjectKey{Namespace: testNS, Name: testImport}})
 }
 
-func (f *fixture) get(name string) *v1alpha1.ServiceAccountImport {
+func (f *fixture) get() *v1alpha1.ServiceAccountImport {
 	f.t.Helper()
 	imp := &v1alpha1.ServiceAccountImport{}
-	if err := f.local.Get(context.Background(), client.ObjectKey{Namespace: testNS, Name: name}, imp); err != nil {
+	if err := f.local.Get(context.Background(), client.ObjectKey{Namespace: testNS, Name: testImport}, imp); err != nil {
 		f.t.Fatal(err)
 	}
 	return imp
 }
 
 // secret returns the import's secret, nil if there is none.
-func (f *fixture) secret(name string) *corev1.Secret {
+func (f *fixture) secret() *corev1.Secret {
 	f.t.Helper()
 	s := &corev1.Secret{}
-	if err := f.local.Get(context.Background(), client.ObjectKey{Namespace: testNS, Name: v1alpha1.SecretName(name)}, s); err != nil {
+	if err := f.local.Get(context.Background(), client.ObjectKey{Namespace: testNS, Name: v1alpha1.SecretName(testImport)}, s); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
@@ -133,8 +135,8 @@ func (f *fixture) secret(name string) *corev1.Secret {
 	return s
 }
 
-func (f *fixture) ready(name string) *metav1.Condition {
-	return meta.FindStatusCondition(f.get(name).Status.Conditions, v1alpha1.ConditionReady)
+func (f *fixture) ready() *metav1.Condition {
+	return meta.FindStatusCondition(f.get().Status.Conditions, v1alpha1.ConditionReady)
 }
 
 func (f *fixture) update(imp *v1alpha1.ServiceAccountImport) {
@@ -157,7 +159,7 @@ func TestRotation(t *testing.T) {
 	f := newFixture(t, newImport(testImport, "cluster2", "team", "sa"))
 	f.granted = 10 * time.Minute // the server caps the requested hour
 
-	res, err := f.reconcile(testImport)
+	res, err := f.reconcile()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,15 +170,15 @@ func TestRotation(t *testing.T) {
 		t.Fatalf("next refresh in %s, want ~80 %% of the 10 minutes granted", res.RequeueAfter)
 	}
 	firstRefresh := t0.Add(res.RequeueAfter)
-	s := f.secret(testImport)
+	s := f.secret()
 	if s == nil || string(s.Data["token"]) != "token-1" || string(s.Data["server"]) != "https://cluster2.example" || string(s.Data["namespace"]) != "team" {
 		t.Fatalf("secret = %+v", s)
 	}
-	if !credential.OwnedBy(s, f.get(testImport)) || s.Labels[v1alpha1.ImportNameKey] != testImport {
+	if !credential.OwnedBy(s, f.get()) || s.Labels[v1alpha1.ImportNameKey] != testImport {
 		t.Fatalf("secret not owned or labelled: %+v", s.ObjectMeta)
 	}
-	imp := f.get(testImport)
-	if c := f.ready(testImport); c == nil || c.Status != metav1.ConditionTrue || c.Reason != v1alpha1.ReasonTokenIssued || c.ObservedGeneration != imp.Generation {
+	imp := f.get()
+	if c := f.ready(); c == nil || c.Status != metav1.ConditionTrue || c.Reason != v1alpha1.ReasonTokenIssued || c.ObservedGeneration != imp.Generation {
 		t.Fatalf("Ready = %+v", c)
 	}
 	if !imp.Status.LastRefreshTime.Time.Equal(t0) || !imp.Status.ExpirationTimestamp.Time.Equal(t0.Add(10*time.Minute)) ||
@@ -187,7 +189,7 @@ func TestRotation(t *testing.T) {
 	// A restart a minute later recomputes the same schedule and mints nothing.
 	f.restart()
 	f.clock.Step(time.Minute)
-	res, err = f.reconcile(testImport)
+	res, err = f.reconcile()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,13 +199,13 @@ func TestRotation(t *testing.T) {
 
 	// On schedule: a new token, and the next refresh again ~80 % later.
 	f.clock.SetTime(firstRefresh)
-	if res, err = f.reconcile(testImport); err != nil {
+	if res, err = f.reconcile(); err != nil {
 		t.Fatal(err)
 	}
-	if got := string(f.secret(testImport).Data["token"]); got != "token-2" {
+	if got := string(f.secret().Data["token"]); got != "token-2" {
 		t.Fatalf("token after scheduled refresh = %q", got)
 	}
-	if lr := f.get(testImport).Status.LastRefreshTime; !lr.Time.Equal(firstRefresh.Truncate(time.Second)) {
+	if lr := f.get().Status.LastRefreshTime; !lr.Time.Equal(firstRefresh.Truncate(time.Second)) {
 		t.Fatalf("lastRefreshTime = %s, want %s", lr, firstRefresh)
 	}
 	if res.RequeueAfter < 7*time.Minute || res.RequeueAfter > 9*time.Minute {
@@ -212,31 +214,31 @@ func TestRotation(t *testing.T) {
 
 	// Forced refresh, acted upon once.
 	f.clock.Step(time.Minute)
-	imp = f.get(testImport)
+	imp = f.get()
 	imp.Annotations = map[string]string{v1alpha1.RefreshRequestedAnnotation: "please"}
 	f.update(imp)
 	for range 2 {
-		if _, err := f.reconcile(testImport); err != nil {
+		if _, err := f.reconcile(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if imp := f.get(testImport); len(f.requested) != 3 || imp.Status.LastRefreshRequest != "please" || string(f.secret(testImport).Data["token"]) != "token-3" {
+	if imp := f.get(); len(f.requested) != 3 || imp.Status.LastRefreshRequest != "please" || string(f.secret().Data["token"]) != "token-3" {
 		t.Fatalf("forced refresh: %d tokens, lastRefreshRequest %q", len(f.requested), imp.Status.LastRefreshRequest)
 	}
 
 	// A new spec (generation) gets a token of its own.
-	imp = f.get(testImport)
+	imp = f.get()
 	imp.Spec.ExpirationSeconds = ptr.To[int64](7200)
 	imp.Generation++
 	f.update(imp)
-	if _, err := f.reconcile(testImport); err != nil {
+	if _, err := f.reconcile(); err != nil {
 		t.Fatal(err)
 	}
 	if len(f.requested) != 4 || f.requested[3] != 7200 {
 		t.Fatalf("after spec change: requested %v", f.requested)
 	}
-	if c := f.ready(testImport); c.ObservedGeneration != f.get(testImport).Generation {
-		t.Fatalf("Ready observedGeneration = %d, want %d", c.ObservedGeneration, f.get(testImport).Generation)
+	if c := f.ready(); c.ObservedGeneration != f.get().Generation {
+		t.Fatalf("Ready observedGeneration = %d, want %d", c.ObservedGeneration, f.get().Generation)
 	}
 	wantEvents(t, f.events, "Normal TokenIssued", "Normal TokenRefreshed", "Normal TokenRefreshed", "Normal TokenRefreshed")
 }
@@ -245,30 +247,30 @@ func TestRotation(t *testing.T) {
 // recovers by itself.
 func TestOutage(t *testing.T) {
 	f := newFixture(t, newImport(testImport, "cluster2", "team", "sa"))
-	res, err := f.reconcile(testImport)
+	res, err := f.reconcile()
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.clock.Step(res.RequeueAfter)
 	f.remoteErr = errors.New("connection refused")
-	if _, err := f.reconcile(testImport); err == nil {
+	if _, err := f.reconcile(); err == nil {
 		t.Fatal("no error: a failure must be retried with backoff")
 	}
-	c := f.ready(testImport)
+	c := f.ready()
 	if c.Reason != v1alpha1.ReasonClusterUnreachable || !strings.Contains(c.Message, "stays valid until") {
 		t.Fatalf("Ready = %+v", c)
 	}
-	if got := string(f.secret(testImport).Data["token"]); got != "token-1" {
+	if got := string(f.secret().Data["token"]); got != "token-1" {
 		t.Fatalf("token during outage = %q, want the current one kept", got)
 	}
-	if exp := f.get(testImport).Status.ExpirationTimestamp; exp == nil || !exp.Time.Equal(t0.Add(time.Hour)) {
+	if exp := f.get().Status.ExpirationTimestamp; exp == nil || !exp.Time.Equal(t0.Add(time.Hour)) {
 		t.Fatalf("expirationTimestamp during outage = %v", exp)
 	}
 	f.remoteErr = nil
-	if _, err := f.reconcile(testImport); err != nil {
+	if _, err := f.reconcile(); err != nil {
 		t.Fatal(err)
 	}
-	if c := f.ready(testImport); c.Reason != v1alpha1.ReasonTokenIssued || string(f.secret(testImport).Data["token"]) != "token-2" {
+	if c := f.ready(); c.Reason != v1alpha1.ReasonTokenIssued || string(f.secret().Data["token"]) != "token-2" {
 		t.Fatalf("after recovery: Ready = %+v", c)
 	}
 	wantEvents(t, f.events, "Normal TokenIssued", "Warning ClusterUnreachable", "Normal TokenRefreshed")
@@ -295,12 +297,12 @@ func TestFailures(t *testing.T) {
 	}, {
 		name: "namespace not allowed", imp: newImport(testImport, "cluster2", "team", "restricted"),
 		remoteSA: &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "restricted",
-			Annotations: map[string]string{grant.AllowedImportersAnnotation: "cluster1/other,cluster3/*"}}},
+			Annotations: map[string]string{v1alpha1.AllowedImportersAnnotation: "cluster1/other,cluster3/*"}}},
 		wantReason: v1alpha1.ReasonNamespaceNotAllowed, wantInMsg: "`kubectl mcsa allow cluster1 team/restricted --into-namespaces app --context cluster2`", wantRetry: true,
 	}, {
 		name: "unparsable restriction allows nobody", imp: newImport(testImport, "cluster2", "team", "garbled"),
 		remoteSA: &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "garbled",
-			Annotations: map[string]string{grant.AllowedImportersAnnotation: "cluster1"}}},
+			Annotations: map[string]string{v1alpha1.AllowedImportersAnnotation: "cluster1"}}},
 		wantReason: v1alpha1.ReasonNamespaceNotAllowed, wantInMsg: "not CLUSTER/NAMESPACE", wantRetry: true,
 	}, {
 		name: "remote unreachable", imp: newImport(testImport, "cluster2", "team", "sa"), remoteErr: errors.New("dial tcp: connection refused"),
@@ -327,18 +329,18 @@ func TestFailures(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			_, err := f.reconcile(testImport)
+			_, err := f.reconcile()
 			if (err != nil) != tt.wantRetry {
 				t.Errorf("error = %v, want a retry: %v", err, tt.wantRetry)
 			}
-			c := f.ready(testImport)
+			c := f.ready()
 			if c == nil || c.Status != metav1.ConditionFalse || c.Reason != tt.wantReason || !strings.Contains(c.Message, tt.wantInMsg) {
 				t.Fatalf("Ready = %+v, want reason %s with %q", c, tt.wantReason, tt.wantInMsg)
 			}
 			if len(f.requested) != 0 {
 				t.Errorf("a token was minted: %v", f.requested)
 			}
-			s := f.secret(testImport)
+			s := f.secret()
 			if tt.wantReason == v1alpha1.ReasonSecretConflict {
 				if s == nil || string(s.Data["mine"]) != "yes" || len(s.Data) != 1 || len(s.OwnerReferences) != 0 {
 					t.Errorf("someone else's secret was touched: %+v", s)

@@ -12,13 +12,9 @@ import (
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
 )
 
-// The secret records the token it holds in annotations, so that the refresh schedule survives
-// restarts (and a status write lost in a crash) without minting a token again.
-const (
-	issuedAtAnnotation   = "multicluster.admiralty.io/token-issued-at"
-	expiresAtAnnotation  = "multicluster.admiralty.io/token-expires-at"
-	generationAnnotation = "multicluster.admiralty.io/import-generation"
-)
+// The secret records the token it holds in annotations (v1alpha1.Token*Annotation), so that the
+// refresh schedule survives restarts (and a status write lost in a crash) without minting a token
+// again.
 
 // Refresh happens between these fractions of the token's lifetime: ~80 %, spread so that imports
 // created together do not refresh together.
@@ -44,9 +40,9 @@ func readTokenState(s *corev1.Secret) (tokenState, bool) {
 	if s == nil || len(s.Data[v1alpha1.SecretKeyToken]) == 0 {
 		return tokenState{}, false
 	}
-	issued, err1 := time.Parse(time.RFC3339, s.Annotations[issuedAtAnnotation])
-	expires, err2 := time.Parse(time.RFC3339, s.Annotations[expiresAtAnnotation])
-	gen, err3 := strconv.ParseInt(s.Annotations[generationAnnotation], 10, 64)
+	issued, err1 := time.Parse(time.RFC3339, s.Annotations[v1alpha1.TokenIssuedAtAnnotation])
+	expires, err2 := time.Parse(time.RFC3339, s.Annotations[v1alpha1.TokenExpiresAtAnnotation])
+	gen, err3 := strconv.ParseInt(s.Annotations[v1alpha1.ImportGenerationAnnotation], 10, 64)
 	if err1 != nil || err2 != nil || err3 != nil {
 		return tokenState{}, false
 	}
@@ -57,9 +53,9 @@ func (st tokenState) annotate(s *corev1.Secret) {
 	if s.Annotations == nil {
 		s.Annotations = map[string]string{}
 	}
-	s.Annotations[issuedAtAnnotation] = st.issued.UTC().Format(time.RFC3339)
-	s.Annotations[expiresAtAnnotation] = st.expires.UTC().Format(time.RFC3339)
-	s.Annotations[generationAnnotation] = strconv.FormatInt(st.generation, 10)
+	s.Annotations[v1alpha1.TokenIssuedAtAnnotation] = st.issued.UTC().Format(time.RFC3339)
+	s.Annotations[v1alpha1.TokenExpiresAtAnnotation] = st.expires.UTC().Format(time.RFC3339)
+	s.Annotations[v1alpha1.ImportGenerationAnnotation] = strconv.FormatInt(st.generation, 10)
 }
 
 // refreshAt is when a token is refreshed on schedule: at 75–85 % of the lifetime the server

@@ -128,8 +128,8 @@ func TestTokenState(t *testing.T) {
 		{"no secret", nil},
 		{"no token", func(s *corev1.Secret) { delete(s.Data, v1alpha1.SecretKeyToken) }},
 		{"written by bootstrap: no record", func(s *corev1.Secret) { s.Annotations = nil }},
-		{"garbled expiry", func(s *corev1.Secret) { s.Annotations[expiresAtAnnotation] = "soon" }},
-		{"garbled generation", func(s *corev1.Secret) { s.Annotations[generationAnnotation] = "x" }},
+		{"garbled expiry", func(s *corev1.Secret) { s.Annotations[v1alpha1.TokenExpiresAtAnnotation] = "soon" }},
+		{"garbled generation", func(s *corev1.Secret) { s.Annotations[v1alpha1.ImportGenerationAnnotation] = "x" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,7 +1,6 @@
 package servingcert
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -61,9 +60,13 @@ func newServingCert(ca *keyPair, now time.Time, validity time.Duration, hosts ho
 	if notAfter.After(ca.cert.NotAfter) {
 		notAfter = ca.cert.NotAfter
 	}
-	cn := "mcsa-webhook"
-	if len(hosts.dns) > 0 {
+	// The common name is informational (clients check the SANs): the first name or address.
+	var cn string
+	switch {
+	case len(hosts.dns) > 0:
 		cn = hosts.dns[0]
+	case len(hosts.ips) > 0:
+		cn = hosts.ips[0].String()
 	}
 	tmpl := &x509.Certificate{
 		Subject:     pkix.Name{CommonName: cn},
@@ -154,11 +157,12 @@ func parseCerts(bundle []byte) ([]*x509.Certificate, error) {
 }
 
 func encodeCerts(certs []*x509.Certificate) []byte {
-	var b bytes.Buffer
+	var b []byte
 	for _, c := range certs {
-		pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+		// In memory, a block without headers always encodes.
+		b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
 	}
-	return b.Bytes()
+	return b
 }
 
 // verifies tells whether leaf chains to one of roots at time now, for serving TLS.

@@ -1,7 +1,12 @@
 // Package servingcert keeps a webhook's serving CA and certificate without cert-manager: it
 // creates them, keeps them in a Secret shared by every replica, injects the CA bundle into a
 // MutatingWebhookConfiguration, rotates both before they expire without a failed call, and
-// serves the current certificate through controller-runtime's certificate watcher.
+// serves the current certificate from memory through tls.Config.GetCertificate.
+//
+// The certificate is never written to disk: the rotator already holds it, and handing it to the
+// TLS server directly needs no writable directory (the root filesystem is read-only, so that
+// was an emptyDir), no file watcher lagging behind a rotation, and keeps the private key off
+// any volume.
 //
 // Why not github.com/open-policy-agent/cert-controller, the well-kept library for this: its
 // latest release (v0.16.0) is built against controller-runtime v0.23 and k8s.io v0.35 and pulls
@@ -20,7 +25,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -30,16 +34,16 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	admissionregistrationv1ac "k8s.io/client-go/applyconfigurations/admissionregistration/v1"
 	"k8s.io/client-go/tools/events"
-	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
 )
 
-// RotateRequestedAnnotation on the Secret forces a rotation of the CA and then of the serving
-// certificate, as safely as a scheduled one; the rotator removes it when it acts on it:
+// v1alpha1.RotateRequestedAnnotation on the Secret forces a rotation of the CA and then of the
+// serving certificate, as safely as a scheduled one; the rotator removes it when it acts on it:
 //
 //	kubectl annotate secret mcsa-webhook-serving-cert -n multicluster-service-account \
 //	  multicluster.admiralty.io/rotate-requested=now
-const RotateRequestedAnnotation = "multicluster.admiralty.io/rotate-requested"
 
 // Keys of the Secret.
 const (
@@ -84,8 +88,6 @@ type Options struct {
 	WebhookConfigurationName string
 	// Hosts are the DNS names and IP addresses the serving certificate is valid for.
 	Hosts []string
-	// CertDir receives tls.crt and tls.key, watched by the certificate watcher.
-	CertDir string
 	// FieldOwner is the field manager of every write.
 	FieldOwner string
 	Timing
@@ -105,7 +107,11 @@ type Rotator struct {
 	log      logr.Logger
 	now      func() time.Time
 
-	watcher atomic.Pointer[certwatcher.CertWatcher]
+	// serving is the certificate presented to clients, nil until the first good check. A
+	// tls.Certificate carries the certificate and its key together, and replacing the pointer
+	// swaps both at once: a handshake gets the previous pair or the new one, never a
+	// certificate with the other's key.
+	serving atomic.Pointer[tls.Certificate]
 	// injected is the CA bundle last seen in (or written to) the webhook configuration.
 	injected atomic.Pointer[[]*x509.Certificate]
 }
@@ -131,8 +137,6 @@ func New(opts Options, reader client.Reader, writer client.Writer, recorder even
 		return nil, errors.New("servingcert: namespace, secret and webhook configuration names are required")
 	case len(opts.Hosts) == 0:
 		return nil, errors.New("servingcert: the serving certificate needs at least one host name")
-	case opts.CertDir == "":
-		return nil, errors.New("servingcert: a certificate directory is required")
 	case t.Overlap <= t.CheckInterval:
 		return nil, fmt.Errorf("servingcert: overlap (%s) must exceed the check interval (%s)", t.Overlap, t.CheckInterval)
 	case t.CertValidity > t.CAValidity || 3*t.Overlap >= t.CertValidity:
@@ -141,7 +145,7 @@ func New(opts Options, reader client.Reader, writer client.Writer, recorder even
 	return &Rotator{opts: opts, hosts: parseHosts(opts.Hosts), reader: reader, writer: writer, recorder: recorder, log: log, now: time.Now}, nil
 }
 
-// NeedLeaderElection is false: every replica serves, so every replica keeps its files.
+// NeedLeaderElection is false: every replica serves, so every replica keeps its certificate.
 func (r *Rotator) NeedLeaderElection() bool { return false }
 
 // Start checks the certificates every CheckInterval until ctx ends.
@@ -168,26 +172,24 @@ func (r *Rotator) Start(ctx context.Context) error {
 	}
 }
 
-// GetCertificate serves the certificate watcher's current certificate; use it as the webhook
-// server's tls.Config.GetCertificate.
-func (r *Rotator) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	w := r.watcher.Load()
-	if w == nil {
+// GetCertificate returns the current serving certificate; use it as the webhook server's
+// tls.Config.GetCertificate. It is called on every handshake, so a rotation applies to the next
+// connection without a restart.
+func (r *Rotator) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	cert := r.serving.Load()
+	if cert == nil {
+		// Failing the handshake beats serving a certificate that nothing trusts.
 		return nil, errors.New("the webhook serving certificate is not ready yet")
 	}
-	return w.GetCertificate(hello)
+	return cert, nil
 }
 
 // ReadyCheck is a healthz.Checker: ready when the certificate being served is valid and chains
 // to the CA bundle injected into the webhook configuration.
 func (r *Rotator) ReadyCheck(_ *http.Request) error {
-	w := r.watcher.Load()
-	if w == nil {
+	cert := r.serving.Load()
+	if cert == nil {
 		return errors.New("no serving certificate yet")
-	}
-	cert, err := w.GetCertificate(nil)
-	if err != nil || cert == nil || cert.Leaf == nil {
-		return errors.New("no serving certificate loaded")
 	}
 	injected := r.injected.Load()
 	if injected == nil {
@@ -199,7 +201,8 @@ func (r *Rotator) ReadyCheck(_ *http.Request) error {
 	return nil
 }
 
-// check brings the Secret, the webhook configuration and the served files one step forward.
+// check brings the Secret, the webhook configuration and the served certificate one step
+// forward.
 func (r *Rotator) check(ctx context.Context) error {
 	secret := &corev1.Secret{}
 	key := client.ObjectKey{Namespace: r.opts.Namespace, Name: r.opts.SecretName}
@@ -227,7 +230,7 @@ func (r *Rotator) check(ctx context.Context) error {
 		cert:     secret.Data[corev1.TLSCertKey],
 		key:      secret.Data[corev1.TLSPrivateKeyKey],
 	}
-	_, rotate := secret.Annotations[RotateRequestedAnnotation]
+	_, rotate := secret.Annotations[v1alpha1.RotateRequestedAnnotation]
 	next, changes, err := plan(planInput{
 		now: r.now(), current: current, injected: injected, rotateCA: rotate,
 		timing: r.opts.Timing, hosts: r.hosts,
@@ -237,7 +240,7 @@ func (r *Rotator) check(ctx context.Context) error {
 	}
 	if !next.equal(current) || rotate {
 		updated := secret.DeepCopy()
-		delete(updated.Annotations, RotateRequestedAnnotation)
+		delete(updated.Annotations, v1alpha1.RotateRequestedAnnotation)
 		if updated.Data == nil {
 			updated.Data = map[string][]byte{}
 		}
@@ -276,7 +279,7 @@ func (r *Rotator) check(ctx context.Context) error {
 	if !verifies(leaf.cert, trusted, r.now()) {
 		return errors.New("the serving certificate is not trusted by the injected CA bundle")
 	}
-	return r.serve(ctx, next)
+	return r.serve(next, leaf.cert)
 }
 
 // sharedCABundle is the caBundle common to every webhook of the configuration, nil if they
@@ -307,32 +310,21 @@ func (r *Rotator) inject(ctx context.Context, mwc *admissionregistrationv1.Mutat
 	return nil
 }
 
-// serve writes the serving certificate for the watcher, starting it the first time.
-func (r *Rotator) serve(ctx context.Context, m material) error {
-	changed, err := writeFiles(r.opts.CertDir, map[string][]byte{
-		corev1.TLSCertKey:       m.cert,
-		corev1.TLSPrivateKeyKey: m.key,
-	})
-	if err != nil {
-		return fmt.Errorf("writing the serving certificate to %s: %w", r.opts.CertDir, err)
-	}
-	w := r.watcher.Load()
-	if w == nil {
-		w, err = certwatcher.New(filepath.Join(r.opts.CertDir, corev1.TLSCertKey), filepath.Join(r.opts.CertDir, corev1.TLSPrivateKeyKey))
-		if err != nil {
-			return err
-		}
-		go func() {
-			if err := w.Start(ctx); err != nil {
-				r.log.Error(err, "Certificate watcher stopped")
-			}
-		}()
-		r.watcher.Store(w)
+// serve makes m's certificate, whose parsed form is leaf, the one presented from the next
+// handshake on.
+func (r *Rotator) serve(m material, leaf *x509.Certificate) error {
+	if cur := r.serving.Load(); cur != nil && cur.Leaf.Equal(leaf) {
+		// The same certificate has the same key (X509KeyPair checks that they match), so there
+		// is nothing to swap; keeping the pointer spares a parse at every check.
 		return nil
 	}
-	if changed {
-		// The watcher would notice within seconds; reading now makes the switch immediate.
-		return w.ReadCertificate()
+	pair, err := tls.X509KeyPair(m.cert, m.key)
+	if err != nil {
+		return err
 	}
+	// ReadyCheck reads the Leaf; X509KeyPair sets it, unless GODEBUG x509keypairleaf=0.
+	pair.Leaf = leaf
+	r.serving.Store(&pair)
+	r.log.V(1).Info("Serving a new certificate", "serial", leaf.SerialNumber.Text(16), "issuer", leaf.Issuer.CommonName, "notAfter", leaf.NotAfter)
 	return nil
 }

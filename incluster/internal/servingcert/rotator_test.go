@@ -3,10 +3,12 @@ package servingcert
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
-	"os"
-	"path/filepath"
+	"net"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,47 +17,15 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
-)
 
-func TestWriteFiles(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "certs")
-	for _, tc := range []struct {
-		name        string
-		files       map[string][]byte
-		wantChanged bool
-	}{
-		{name: "first write", files: map[string][]byte{"tls.crt": []byte("c1"), "tls.key": []byte("k1")}, wantChanged: true},
-		{name: "same content", files: map[string][]byte{"tls.crt": []byte("c1"), "tls.key": []byte("k1")}, wantChanged: false},
-		{name: "new content", files: map[string][]byte{"tls.crt": []byte("c2"), "tls.key": []byte("k2")}, wantChanged: true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			changed, err := writeFiles(dir, tc.files)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if changed != tc.wantChanged {
-				t.Errorf("changed = %v, want %v", changed, tc.wantChanged)
-			}
-			for name, want := range tc.files {
-				if got, err := os.ReadFile(filepath.Join(dir, name)); err != nil || !bytes.Equal(got, want) {
-					t.Errorf("%s = %q (%v), want %q", name, got, err, want)
-				}
-				if target, err := os.Readlink(filepath.Join(dir, name)); err != nil || target != filepath.Join(dataLink, name) {
-					t.Errorf("%s is not a link through %s: %q %v", name, dataLink, target, err)
-				}
-			}
-			// Exactly one generation of files is left.
-			if gens, _ := filepath.Glob(filepath.Join(dir, "..gen-*")); len(gens) != 1 {
-				t.Errorf("generations left: %v", gens)
-			}
-		})
-	}
-}
+	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
+)
 
 const (
 	testNamespace = "multicluster-service-account"
@@ -84,11 +54,65 @@ type fakeClock struct{ t time.Time }
 func (c *fakeClock) now() time.Time          { return c.t }
 func (c *fakeClock) advance(d time.Duration) { c.t = c.t.Add(d) }
 
+// serveTLS serves TLS on loopback with r.GetCertificate, as the webhook server does, and
+// returns its address. Every connection only completes a handshake.
+func serveTLS(t *testing.T, r *Rotator) string {
+	t.Helper()
+	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{GetCertificate: r.GetCertificate, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		// Closing is what ends the accept loop; a listener that only accepted has nothing to lose.
+		_ = l.Close()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer conn.Close()
+				// The server side only serves: a failed handshake is the client's to report
+				// (handshake), and a connection without its deadline is not served at all.
+				if conn.SetDeadline(time.Now().Add(10*time.Second)) == nil {
+					_ = conn.(*tls.Conn).Handshake()
+				}
+			})
+		}
+	})
+	return l.Addr().String()
+}
+
+// handshake connects to addr and returns the certificate served. The handshake proves that the
+// server holds the certificate's key (TLS signs it with that key); with roots it also checks
+// that the certificate chains to them at now and is valid for the address.
+func handshake(addr string, roots []*x509.Certificate, now time.Time) (*x509.Certificate, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, Time: func() time.Time { return now }}
+	if roots == nil {
+		cfg.InsecureSkipVerify = true //nolint:gosec // checks the key only; callers verify the chain otherwise
+	} else {
+		cfg.RootCAs = x509.NewCertPool()
+		for _, c := range roots {
+			cfg.RootCAs.AddCert(c)
+		}
+	}
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0], nil
+}
+
 func newTestRotator(t *testing.T, c client.Client, clock *fakeClock) *Rotator {
 	t.Helper()
 	r, err := New(Options{
 		Namespace: testNamespace, SecretName: testSecret, WebhookConfigurationName: testWebhooks,
-		Hosts: []string{"127.0.0.1"}, CertDir: t.TempDir(), FieldOwner: "test", Timing: testTiming,
+		Hosts: []string{"127.0.0.1"}, FieldOwner: "test", Timing: testTiming,
 	}, c, c, events.NewFakeRecorder(100), logr.Discard())
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +127,9 @@ func newTestRotator(t *testing.T, c client.Client, clock *fakeClock) *Rotator {
 // package automount's end-to-end tests).
 func TestCheck(t *testing.T) {
 	scheme := runtime.NewScheme()
-	clientgoscheme.AddToScheme(scheme)
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -138,6 +164,7 @@ func TestCheck(t *testing.T) {
 			}
 			c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(objects...).Build()
 			r := newTestRotator(t, c, nil)
+			addr := serveTLS(t, r)
 			if tc.edit != nil {
 				if err := r.check(ctx); err != nil {
 					t.Fatal(err)
@@ -152,6 +179,9 @@ func TestCheck(t *testing.T) {
 				}
 				if r.ReadyCheck(nil) == nil {
 					t.Fatal("ready without certificate")
+				}
+				if _, err := handshake(addr, nil, time.Now()); err == nil {
+					t.Fatal("a handshake succeeded without certificate")
 				}
 				return
 			}
@@ -172,57 +202,105 @@ func TestCheck(t *testing.T) {
 			if got := mwc.Webhooks[0].ClientConfig.CABundle; len(got) == 0 || !bytes.Equal(got, secret.Data[KeyCABundle]) {
 				t.Fatal("the Secret's CA bundle is not injected")
 			}
-			served, err := r.GetCertificate(nil)
-			if err != nil || !bytes.Equal(served.Certificate[0], mustParse(t, material{secret.Data[KeyCABundle], secret.Data[KeyCAKey],
-				secret.Data[corev1.TLSCertKey], secret.Data[corev1.TLSPrivateKeyKey]}).leaf.cert.Raw) {
-				t.Fatalf("the served certificate is not the Secret's (%v)", err)
+			served, err := handshake(addr, certsOf(t, mwc.Webhooks[0].ClientConfig.CABundle), time.Now())
+			if err != nil {
+				t.Fatalf("handshake trusting the injected bundle: %v", err)
+			}
+			if !served.Equal(mustParse(t, material{secret.Data[KeyCABundle], secret.Data[KeyCAKey],
+				secret.Data[corev1.TLSCertKey], secret.Data[corev1.TLSPrivateKeyKey]}).leaf.cert) {
+				t.Fatal("the served certificate is not the Secret's")
 			}
 		})
 	}
 }
 
-// TestForcedRotationServes checks that the certificate watcher serves each new certificate
-// that a forced rotation writes.
+// TestForcedRotationServes checks over TLS that each new certificate of a forced rotation is
+// served from the next handshake on, and that handshakes running meanwhile all succeed: the
+// certificate and its key are swapped together.
 func TestForcedRotationServes(t *testing.T) {
 	scheme := runtime.NewScheme()
-	clientgoscheme.AddToScheme(scheme)
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(shippedObjects()...).Build()
 	clock := &fakeClock{time.Now()}
 	r := newTestRotator(t, c, clock)
+	addr := serveTLS(t, r)
+	if _, err := handshake(addr, nil, clock.now()); err == nil {
+		t.Fatal("a handshake succeeded before the first check")
+	}
 	if err := r.check(ctx); err != nil {
 		t.Fatal(err)
 	}
-	first, _ := r.GetCertificate(nil)
+	first, err := handshake(addr, nil, clock.now())
+	if err != nil {
+		t.Fatal(err)
+	}
 	secret := &corev1.Secret{}
 	if err := c.Get(ctx, client.ObjectKey{Namespace: testNamespace, Name: testSecret}, secret); err != nil {
 		t.Fatal(err)
 	}
 	firstCAs, _ := parseCerts(secret.Data[KeyCABundle])
 
-	secret.Annotations = map[string]string{RotateRequestedAnnotation: "now"}
+	secret.Annotations = map[string]string{v1alpha1.RotateRequestedAnnotation: "now"}
 	if err := c.Update(ctx, secret); err != nil {
 		t.Fatal(err)
 	}
-	// Stage the CA, move the serving certificate, retire the previous CA.
+	// Handshakes in a loop while the rotation runs: a certificate served with the other's key
+	// fails one.
+	var (
+		stop       atomic.Bool
+		handshakes atomic.Int64
+		firstErr   atomic.Pointer[error]
+		wg         sync.WaitGroup
+	)
+	for range 4 {
+		wg.Go(func() {
+			for !stop.Load() {
+				if _, err := handshake(addr, nil, time.Now()); err != nil {
+					firstErr.CompareAndSwap(nil, &err)
+				}
+				handshakes.Add(1)
+			}
+		})
+	}
+	// Stage the CA, move the serving certificate, retire the previous CA; after each step the
+	// served certificate is trusted by the bundle injected.
 	for range 3 {
 		if err := r.check(ctx); err != nil {
 			t.Fatal(err)
 		}
+		if _, err := handshake(addr, injected(t, c), clock.now()); err != nil {
+			t.Fatalf("handshake trusting the injected bundle: %v", err)
+		}
 		clock.advance(testTiming.Overlap + time.Minute)
+	}
+	// Enough handshakes to overlap the swap. Fewer after 10 s is no failure: the test fails on
+	// a failed handshake, and those made still span the swap.
+	_ = wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		return handshakes.Load() >= 50, nil
+	})
+	stop.Store(true)
+	wg.Wait()
+	if err := firstErr.Load(); err != nil {
+		t.Fatalf("a handshake failed during the rotation: %v", *err)
 	}
 	if err := c.Get(ctx, client.ObjectKey{Namespace: testNamespace, Name: testSecret}, secret); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := secret.Annotations[RotateRequestedAnnotation]; ok {
+	if _, ok := secret.Annotations[v1alpha1.RotateRequestedAnnotation]; ok {
 		t.Error("rotation request left on the Secret")
 	}
-	served, _ := r.GetCertificate(nil)
-	if bytes.Equal(served.Certificate[0], first.Certificate[0]) {
+	served, err := handshake(addr, injected(t, c), clock.now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if served.Equal(first) {
 		t.Fatal("still serving the first certificate")
 	}
-	if served.Leaf.CheckSignatureFrom(firstCAs[0]) == nil || r.ReadyCheck(nil) != nil {
+	if served.CheckSignatureFrom(firstCAs[0]) == nil || r.ReadyCheck(nil) != nil {
 		t.Fatal("not serving a certificate of the new CA, or not ready")
 	}
 	if bundle, _ := parseCerts(secret.Data[KeyCABundle]); len(bundle) != 1 {
@@ -234,12 +312,15 @@ func TestForcedRotationServes(t *testing.T) {
 // serve the Secret's certificate, through a forced rotation too.
 func TestReplicasConverge(t *testing.T) {
 	scheme := runtime.NewScheme()
-	clientgoscheme.AddToScheme(scheme)
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(shippedObjects()...).Build()
 	clock := &fakeClock{time.Now()}
 	replicas := []*Rotator{newTestRotator(t, c, clock), newTestRotator(t, c, clock)}
+	addrs := []string{serveTLS(t, replicas[0]), serveTLS(t, replicas[1])}
 	// trusted checks that every replica serves a certificate that the injected bundle trusts;
 	// settled, that they all serve the Secret's.
 	trusted := func(t *testing.T, settled bool) {
@@ -253,12 +334,13 @@ func TestReplicasConverge(t *testing.T) {
 			t.Fatal(err)
 		}
 		bundle, _ := parseCerts(mwc.Webhooks[0].ClientConfig.CABundle)
-		for i, r := range replicas {
-			served, err := r.GetCertificate(nil)
-			if err != nil || !verifies(served.Leaf, bundle, clock.now()) {
+		for i := range replicas {
+			served, err := handshake(addrs[i], bundle, clock.now())
+			if err != nil {
 				t.Errorf("replica %d serves a certificate the injected bundle does not trust (%v)", i, err)
+				continue
 			}
-			if settled && !bytes.Equal(served.Leaf.Raw, mustParse(t, material{secret.Data[KeyCABundle], secret.Data[KeyCAKey],
+			if settled && !bytes.Equal(served.Raw, mustParse(t, material{secret.Data[KeyCABundle], secret.Data[KeyCAKey],
 				secret.Data[corev1.TLSCertKey], secret.Data[corev1.TLSPrivateKeyKey]}).leaf.cert.Raw) {
 				t.Errorf("replica %d does not serve the Secret's certificate", i)
 			}
@@ -286,7 +368,7 @@ func TestReplicasConverge(t *testing.T) {
 		t.Fatal(err)
 	}
 	firstCA := firstCert(t, secret.Data[KeyCABundle])
-	secret.Annotations = map[string]string{RotateRequestedAnnotation: "now"}
+	secret.Annotations = map[string]string{v1alpha1.RotateRequestedAnnotation: "now"}
 	if err := c.Update(ctx, secret); err != nil {
 		t.Fatal(err)
 	}
@@ -313,4 +395,23 @@ func firstCert(t *testing.T, bundle []byte) *x509.Certificate {
 		t.Fatalf("no CA in the bundle (%v)", err)
 	}
 	return certs[0]
+}
+
+func certsOf(t *testing.T, bundle []byte) []*x509.Certificate {
+	t.Helper()
+	certs, err := parseCerts(bundle)
+	if err != nil || len(certs) == 0 {
+		t.Fatalf("no CA in the bundle (%v)", err)
+	}
+	return certs
+}
+
+// injected is the CA bundle of the webhook configuration.
+func injected(t *testing.T, c client.Client) []*x509.Certificate {
+	t.Helper()
+	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	if err := c.Get(context.Background(), client.ObjectKey{Name: testWebhooks}, mwc); err != nil {
+		t.Fatal(err)
+	}
+	return certsOf(t, mwc.Webhooks[0].ClientConfig.CABundle)
 }

@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/grant"
 	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/kube"
 	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/ui"
@@ -60,6 +61,9 @@ type Grant struct {
 	IntoNamespaces []string
 	// AllServiceAccounts, on disallow only, revokes bootstrap's --allow-all-service-accounts.
 	AllServiceAccounts bool
+	// AcceptNamespaceWideRisk, on allow only, lets NamespaceWide name a system namespace, or a
+	// namespace holding a service account with broad rights, which are refused otherwise.
+	AcceptNamespaceWideRisk bool
 }
 
 // Validate checks the grant before anything is written.
@@ -72,6 +76,9 @@ func (g *Grant) Validate(revoke bool) error {
 	}
 	if g.AllServiceAccounts && !revoke {
 		return errors.New("--all-service-accounts is for disallow; to grant everything use `kubectl mcsa bootstrap --allow-all-service-accounts`")
+	}
+	if g.AcceptNamespaceWideRisk && len(g.NamespaceWide) == 0 {
+		return fmt.Errorf("--%s applies to --namespace-wide", RiskFlag)
 	}
 	if len(g.IntoNamespaces) > 0 && len(g.ServiceAccounts) == 0 {
 		return errors.New("--into-namespaces applies to named service accounts (NAMESPACE/SERVICEACCOUNT)")
@@ -87,8 +94,15 @@ func (g *Grant) Validate(revoke bool) error {
 	return nil
 }
 
-// Allow writes the grant in the source.
+// Allow writes the grant in the source, unless it is refused (see refuse and review); it warns
+// about named service accounts with broad rights.
 func Allow(ctx context.Context, source *kube.Clients, g Grant, u *ui.UI) ([]kube.Result, error) {
+	if err := g.refuse(source); err != nil {
+		return nil, err
+	}
+	if err := g.review(ctx, source, u); err != nil {
+		return nil, err
+	}
 	var results []kube.Result
 	apply := func(obj runtime.Object) error {
 		r, err := source.Apply(ctx, obj, false)
@@ -233,7 +247,7 @@ func editAllowedImporters(ctx context.Context, source *kube.Clients, ref Service
 		return source.APIError(err)
 	}
 	current := grant.AllowedImporters{}
-	if v, ok := sa.Annotations[grant.AllowedImportersAnnotation]; ok {
+	if v, ok := sa.Annotations[v1alpha1.AllowedImportersAnnotation]; ok {
 		if current, err = grant.ParseAllowedImporters(v); err != nil {
 			return fmt.Errorf("service account %s: %w; fix or remove the annotation first", ref, err)
 		}
@@ -242,7 +256,7 @@ func editAllowedImporters(ctx context.Context, source *kube.Clients, ref Service
 	// import the service account, which would widen access.
 	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{
 		"resourceVersion": sa.ResourceVersion,
-		"annotations":     map[string]string{grant.AllowedImportersAnnotation: edit(current).String()},
+		"annotations":     map[string]string{v1alpha1.AllowedImportersAnnotation: edit(current).String()},
 	}})
 	_, err = source.Kube.CoreV1().ServiceAccounts(ref.Namespace).Patch(ctx, ref.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: kube.FieldManager})
 	return source.APIError(err)

@@ -6,7 +6,6 @@ package bootstrap
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -41,9 +40,8 @@ type Options struct {
 	UI       *ui.UI
 }
 
-// Validate checks the names and that the target can hold a cluster credential, before
-// anything is written anywhere.
-func (o *Options) Validate(ctx context.Context) error {
+// Validate checks the names and the lifetime; it needs no cluster.
+func (o *Options) Validate() error {
 	for _, n := range []struct{ flag, value string }{{"--target-name", o.TargetName}, {"--source-name", o.SourceName}} {
 		if errs := validation.IsDNS1123Label(n.value); len(errs) > 0 {
 			return fmt.Errorf("cluster name %q is not a DNS-1123 label: pass %s", n.value, n.flag)
@@ -52,22 +50,26 @@ func (o *Options) Validate(ctx context.Context) error {
 	if o.TargetName == o.SourceName {
 		return fmt.Errorf("target and source are both named %q: a cluster does not import from itself; pass --target-name or --source-name", o.TargetName)
 	}
-	if o.TokenTTL < 10*time.Minute {
-		return errors.New("--token-ttl must be at least 10m")
+	if shortest, longest := time.Duration(v1alpha1.MinExpirationSeconds)*time.Second, time.Duration(v1alpha1.MaxExpirationSeconds)*time.Second; o.TokenTTL < shortest || o.TokenTTL > longest {
+		return fmt.Errorf("--token-ttl %s: must be from %s to %s", o.TokenTTL, shortest, longest)
 	}
-	// The credential is an import: the API must be installed in the target first.
+	return nil
+}
+
+// checkTarget checks that the target can hold the cluster credential, before anything is
+// written anywhere: a refusal then leaves both clusters as they were.
+func (o *Options) checkTarget(ctx context.Context) error {
+	// The credential is an import: without the API in the target, Get fails with an error that
+	// names the fix (`kubectl mcsa install`); a missing import is the expected answer.
 	existing, err := (&imports.Client{Clients: o.Target}).Get(ctx, v1alpha1.DefaultNamespace, o.SourceName)
 	switch {
-	case err == nil:
-		if existing.Spec.ClusterName != o.SourceName {
-			return fmt.Errorf("import %s/%s already exists in %s and imports from cluster %q, not %q: it is not a cluster credential; rename it, or pass --source-name",
-				v1alpha1.DefaultNamespace, o.SourceName, o.Target.Describe(), existing.Spec.ClusterName, o.SourceName)
-		}
-	case apierrors.IsNotFound(err) && !kube.IsAPIMissing(err):
-	case kube.IsAPIMissing(err):
-		return fmt.Errorf("kubectl-mcsa is not installed in the target (%s): run `kubectl mcsa install%s` first", o.Target.Describe(), o.Target.ContextFlag())
-	default:
+	case apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
 		return err
+	case !v1alpha1.IsClusterCredential(existing, v1alpha1.DefaultNamespace):
+		return fmt.Errorf("import %s/%s already exists in %s and imports from cluster %q, not %q: it is not a cluster credential; rename it, or pass --source-name",
+			v1alpha1.DefaultNamespace, o.SourceName, o.Target.Describe(), existing.Spec.ClusterName, o.SourceName)
 	}
 	return nil
 }
@@ -79,10 +81,14 @@ type Result struct {
 	Expiration time.Time
 }
 
-// Run writes the grants in the source and the credential in the target. Every write is a
-// server-side apply, so a second run repairs drift and never duplicates.
+// Run checks the target, then writes the grants in the source and the credential in the
+// target. Every write is a server-side apply, so a second run repairs drift and never
+// duplicates. Call Validate first.
 func (o *Options) Run(ctx context.Context) (*Result, error) {
 	res := &Result{}
+	if err := o.checkTarget(ctx); err != nil {
+		return res, err
+	}
 	apply := func(c *kube.Clients, obj runtime.Object) error {
 		r, err := c.Apply(ctx, obj, false)
 		if err != nil {

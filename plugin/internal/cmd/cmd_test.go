@@ -61,8 +61,17 @@ func run(t *testing.T, kubeconfig string, args ...string) (stdout, stderr string
 	return strings.ReplaceAll(out.String(), home, "$HOME"), errOut.String(), err
 }
 
+// TestHelpGolden pins the help of the root command and of every command under it, found by
+// walking the command tree so that a new command cannot go unchecked.
 func TestHelpGolden(t *testing.T) {
-	for _, c := range []string{"", "install", "uninstall", "render", "bootstrap", "allow", "disallow", "import", "get", "rotate", "kubeconfig", "export", "version"} {
+	names := []string{""}
+	for _, c := range NewRootCmd(genericiooptions.NewTestIOStreamsDiscard()).Commands() {
+		names = append(names, c.Name())
+	}
+	if len(names) < 16 {
+		t.Fatalf("the walk found %d commands: %v", len(names), names)
+	}
+	for _, c := range names {
 		name := c
 		if name == "" {
 			name = "root"
@@ -172,7 +181,7 @@ current-context: c2
 		{"import bad short form", []string{"import", "a/b"}, `"a/b" is not CLUSTER/NAMESPACE/SERVICEACCOUNT`},
 		{"import both forms", []string{"import", "c2/default/sa", "--cluster", "c2"}, "not both"},
 		{"import bad cluster name", []string{"import", "x", "--cluster", "gke_proj", "--remote-namespace", "default", "--service-account", "sa"}, `cluster "gke_proj"`},
-		{"import short ttl", []string{"import", "c2/default/sa", "--ttl", "5m"}, "at least 10m"},
+		{"import short ttl", []string{"import", "c2/default/sa", "--ttl", "5m"}, "must be from 10m0s to 24h0m0s"},
 		{"bootstrap one arg", []string{"bootstrap", "c1"}, "give both TARGET_CONTEXT and SOURCE_CONTEXT"},
 		{"bootstrap unknown context", []string{"bootstrap", "c1", "c2"}, `context "c1"`},
 		{"allow without service accounts", []string{"allow", "cluster1"}, "name service accounts"},
@@ -180,6 +189,10 @@ current-context: c2
 		{"allow bad cluster", []string{"allow", "Cluster_1", "default/sa"}, "not a DNS-1123 label"},
 		{"allow all is for disallow", []string{"disallow", "cluster1"}, "name service accounts"},
 		{"into without names", []string{"allow", "cluster1", "--namespace-wide", "ns", "--into-namespaces", "a"}, "--into-namespaces applies to named"},
+		// Refused before any request: the cluster here is unreachable.
+		{"allow kube-system as a whole", []string{"allow", "cluster1", "--namespace-wide", "kube-system"}, "refusing --namespace-wide kube-system: "},
+		{"allow an importer identity", []string{"allow", "cluster1", "multicluster-service-account/cluster3"}, "refusing to grant multicluster-service-account/cluster3: "},
+		{"risk accepted without namespace-wide", []string{"allow", "cluster1", "default/sa", "--i-understand-namespace-wide-risk"}, "--i-understand-namespace-wide-risk applies to --namespace-wide"},
 		{"install bad dry-run", []string{"install", "--dry-run=maybe"}, `--dry-run must be`},
 		{"unreachable cluster", []string{"get", "--request-timeout", "2s"}, "127.0.0.1:1"},
 	}

@@ -171,6 +171,33 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("allow reviews broad rights with the real authorizer", func(t *testing.T) {
+		// ops/root is a cluster admin of cluster2; default/pod-lister may only list pods.
+		if _, err := c2.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ops"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c2.CoreV1().ServiceAccounts("ops").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "root"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c2.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "e2e-ops-root"},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: "ops", Name: "root"}}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		err := mcsaErr(t, "allow", "cluster1", "--namespace-wide", "ops", "--context", "cluster2")
+		if !strings.Contains(err.Error(), "refusing --namespace-wide ops: its service account ops/root may do anything (cluster-admin)") {
+			t.Fatalf("namespace-wide grant of a cluster admin's namespace: %v", err)
+		}
+		_, errOut := mcsa(t, "allow", "cluster1", "ops/root", "--context", "cluster2")
+		if !strings.Contains(errOut, "Warning: service account ops/root may do anything (cluster-admin) in context \"cluster2\"") {
+			t.Fatalf("no warning for a cluster admin:\n%s", errOut)
+		}
+		mcsa(t, "disallow", "cluster1", "ops/root", "--context", "cluster2")
+		if _, errOut = mcsa(t, "allow", "cluster1", "default/pod-lister", "--context", "cluster2"); strings.Contains(errOut, "Warning") {
+			t.Fatalf("a warning for a service account that may list pods:\n%s", errOut)
+		}
+	})
+
 	t.Run("inspect shows the remote identity and its rules", func(t *testing.T) {
 		out, _ := mcsa(t, "inspect", name, "--can-i", "list,pods", "--context", "cluster1")
 		for _, want := range []string{"decoded, NOT verified", "system:serviceaccount:default:pod-lister", cs[1].Issuer,
@@ -399,7 +426,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatalf("namespace with the cluster credentials not kept: %v", err)
 		}
 		mcsa(t, "uninstall", "--delete-imports", "--context", "cluster1")
-		err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
 			_, err := c1.Discovery().ServerResourcesForGroupVersion(v1alpha1.GroupVersion.String())
 			return apierrors.IsNotFound(err), nil
 		})

@@ -6,18 +6,23 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/credential"
 	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/kube"
+	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/ui"
 )
 
 // ExportOptions are `kubectl mcsa export`'s.
 type ExportOptions struct {
-	*common
-	print *genericclioptions.PrintFlags
+	genericiooptions.IOStreams
+	ui         *ui.UI
+	printFlags *genericclioptions.PrintFlags
+	connect    clientsFunc
 
 	ServiceAccount  string
 	As              string
@@ -26,10 +31,24 @@ type ExportOptions struct {
 	Server          string
 	TTL             time.Duration
 	Audiences       []string
+
+	clients *kube.Clients
 }
 
-func newExportCmd(c *common) *cobra.Command {
-	o := &ExportOptions{common: c, print: genericclioptions.NewPrintFlags("").WithTypeSetter(scheme).WithDefaultOutput("yaml")}
+// NewExportOptions are export's defaults.
+func NewExportOptions(streams genericiooptions.IOStreams, configFlags *genericclioptions.ConfigFlags) *ExportOptions {
+	return &ExportOptions{
+		IOStreams:  streams,
+		ui:         ui.New(streams.ErrOut),
+		printFlags: genericclioptions.NewPrintFlags("").WithTypeSetter(scheme).WithDefaultOutput("yaml"),
+		connect:    clientsFor(configFlags),
+		TTL:        24 * time.Hour,
+	}
+}
+
+// NewCmdExport is `kubectl mcsa export`.
+func NewCmdExport(streams genericiooptions.IOStreams, configFlags *genericclioptions.ConfigFlags) *cobra.Command {
+	o := NewExportOptions(streams, configFlags)
 	cmd := &cobra.Command{
 		Use:   "export SERVICEACCOUNT",
 		Short: "Print a Secret with a token of a local service account, to apply in another cluster",
@@ -40,7 +59,7 @@ another cluster. Nothing renews it: it stops working after --ttl. Prefer imports
 		Example: `  kubectl mcsa export pod-lister -n default --context cluster2 --as cluster2-default-pod-lister | kubectl apply --context cluster1 -f -`,
 		Args:    cobra.ExactArgs(1),
 		ValidArgsFunction: func(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
-			cl, err := c.clients()
+			cl, err := kube.New(configFlags)
 			if err != nil || len(args) > 0 {
 				return nil, cobra.ShellCompDirectiveNoFileComp
 			}
@@ -55,33 +74,46 @@ another cluster. Nothing renews it: it stops working after --ttl. Prefer imports
 			return names, cobra.ShellCompDirectiveNoFileComp
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o.ServiceAccount = args[0]
+			if err := o.Complete(cmd, args); err != nil {
+				return err
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
 			return o.Run(cmd.Context())
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.As, "as", "", "name of the printed Secret (default CLUSTER-NAMESPACE-SERVICEACCOUNT)")
-	f.StringVar(&o.TargetNamespace, "target-namespace", "", "namespace of the printed Secret (default: none, apply it with -n)")
-	f.StringVar(&o.ClusterName, "cluster-name", "", "this cluster's name in the kubeconfig (default: the kubeconfig cluster name)")
-	f.StringVar(&o.Server, "server", "", "this cluster's API URL as the other cluster reaches it (default: the kubeconfig's)")
-	f.DurationVar(&o.TTL, "ttl", 24*time.Hour, "token lifetime (the API server may shorten it)")
-	f.StringSliceVar(&o.Audiences, "audience", nil, "intended audience of the token (repeatable)")
-	o.print.AddFlags(cmd)
+	f.StringVar(&o.As, "as", o.As, "name of the printed Secret (default CLUSTER-NAMESPACE-SERVICEACCOUNT)")
+	f.StringVar(&o.TargetNamespace, "target-namespace", o.TargetNamespace, "namespace of the printed Secret (default: none, apply it with -n)")
+	f.StringVar(&o.ClusterName, "cluster-name", o.ClusterName, "this cluster's name in the kubeconfig (default: the kubeconfig cluster name)")
+	f.StringVar(&o.Server, "server", o.Server, "this cluster's API URL as the other cluster reaches it (default: the kubeconfig's)")
+	f.DurationVar(&o.TTL, "ttl", o.TTL, "token lifetime (the API server may shorten it)")
+	f.StringSliceVar(&o.Audiences, "audience", o.Audiences, "intended audience of the token (repeatable)")
+	o.printFlags.AddFlags(cmd)
 	return cmd
 }
 
-// Run mints the token and prints the Secret.
-func (o *ExportOptions) Run(ctx context.Context) error {
-	cl, err := o.clients()
-	if err != nil {
+// Complete reads the service account, connects and defaults the cluster name from the
+// kubeconfig.
+func (o *ExportOptions) Complete(_ *cobra.Command, args []string) error {
+	o.ServiceAccount = args[0]
+	var err error
+	if o.clients, err = o.connect(); err != nil {
 		return err
 	}
-	name := o.ClusterName
-	if name == "" {
-		if name, err = kube.ObjectName(cl.ClusterName(), "--cluster-name"); err != nil {
-			return err
-		}
+	if o.ClusterName == "" {
+		o.ClusterName, err = kube.ObjectName(o.clients.ClusterName(), "--cluster-name")
 	}
+	return err
+}
+
+// Validate has nothing to check: the API server validates the token request.
+func (o *ExportOptions) Validate() error { return nil }
+
+// Run mints the token and prints the Secret.
+func (o *ExportOptions) Run(ctx context.Context) error {
+	cl := o.clients
 	server, ca, err := cl.ServerAndCA()
 	if err != nil {
 		return err
@@ -93,25 +125,34 @@ func (o *ExportOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	d := credential.Data{ClusterName: name, Server: server, CAData: ca, Namespace: cl.Namespace, Token: tr.Status.Token}
-	data, err := d.SecretData()
+	secretName := o.As
+	if secretName == "" {
+		secretName = o.ClusterName + "-" + cl.Namespace + "-" + o.ServiceAccount
+	}
+	d := credential.Data{ClusterName: o.ClusterName, Server: server, CAData: ca, Namespace: cl.Namespace, Token: tr.Status.Token}
+	// Mounted like an import of the secret's name, the kubeconfig finds its token.
+	data, err := d.SecretData(v1alpha1.MountPath(secretName))
 	if err != nil {
 		return err
 	}
-	secretName := o.As
-	if secretName == "" {
-		secretName = name + "-" + cl.Namespace + "-" + o.ServiceAccount
+	secret := &corev1.Secret{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      secretName,
+			Namespace: o.TargetNamespace,
+			Labels:    map[string]string{v1alpha1.ImportNameKey: secretName},
+			Annotations: map[string]string{
+				v1alpha1.ExportedFromAnnotation:    fmt.Sprintf("%s/%s/%s", o.ClusterName, cl.Namespace, o.ServiceAccount),
+				v1alpha1.TokenExpirationAnnotation: tr.Status.ExpirationTimestamp.UTC().Format(time.RFC3339),
+			},
+		},
+		Type: corev1.SecretTypeOpaque,
+		Data: data,
 	}
-	secret := newSecret(secretName, o.TargetNamespace, data)
-	secret.Labels = map[string]string{v1alpha1.ImportNameKey: secretName}
-	secret.Annotations = map[string]string{
-		"multicluster.admiralty.io/exported-from":    fmt.Sprintf("%s/%s/%s", name, cl.Namespace, o.ServiceAccount),
-		"multicluster.admiralty.io/token-expiration": tr.Status.ExpirationTimestamp.UTC().Format(time.RFC3339),
-	}
-	p, err := o.print.ToPrinter()
+	p, err := o.printFlags.ToPrinter()
 	if err != nil {
 		return err
 	}
 	o.ui.Info("The token expires at %s and is not renewed.", tr.Status.ExpirationTimestamp.UTC().Format(time.RFC3339))
-	return p.PrintObj(secret, o.streams.Out)
+	return p.PrintObj(secret, o.Out)
 }

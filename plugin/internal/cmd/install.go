@@ -6,22 +6,39 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
 
-	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
 	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/install"
+	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/ui"
 )
 
 // InstallOptions are `kubectl mcsa install`'s.
 type InstallOptions struct {
-	*common
+	genericiooptions.IOStreams
+	ui      *ui.UI
+	connect clientsFunc
+
 	Params  install.Params
 	DryRun  string
 	Wait    bool
 	Timeout time.Duration
 }
 
-func newInstallCmd(c *common) *cobra.Command {
-	o := &InstallOptions{common: c}
+// NewInstallOptions are install's defaults.
+func NewInstallOptions(streams genericiooptions.IOStreams, configFlags *genericclioptions.ConfigFlags) *InstallOptions {
+	return &InstallOptions{
+		IOStreams: streams,
+		ui:        ui.New(streams.ErrOut),
+		connect:   clientsFor(configFlags),
+		DryRun:    "none",
+		Timeout:   3 * time.Minute,
+	}
+}
+
+// NewCmdInstall is `kubectl mcsa install`.
+func NewCmdInstall(streams genericiooptions.IOStreams, configFlags *genericclioptions.ConfigFlags) *cobra.Command {
+	o := NewInstallOptions(streams, configFlags)
 	cmd := &cobra.Command{
 		Use:   "install",
 		Short: "Install the importer and the automount webhook in a cluster",
@@ -32,20 +49,28 @@ with server-side apply. Running it again changes nothing unless something drifte
   kubectl mcsa install --image registry.example/mcsa-controller:v0.1.0
   kubectl mcsa install --dry-run=client   # print the manifests`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.Complete(cmd, args); err != nil {
+				return err
+			}
 			if err := o.Validate(); err != nil {
 				return err
 			}
 			return o.Run(cmd.Context())
 		},
 	}
-	cmd.Flags().StringVar(&o.Params.Image, "image", "", "controller image (default "+install.DefaultImage+" at the plugin's version)")
-	cmd.Flags().StringVar(&o.DryRun, "dry-run", "none", `"client" prints the manifests, "server" sends them with dryRun so the API server validates them`)
-	cmd.Flags().Lookup("dry-run").NoOptDefVal = "client"
-	cmd.Flags().BoolVar(&o.Wait, "wait", false, "wait until the controller is available and the webhook has its CA")
-	cmd.Flags().DurationVar(&o.Timeout, "timeout", 3*time.Minute, "how long --wait waits")
+	f := cmd.Flags()
+	f.StringVar(&o.Params.Image, "image", o.Params.Image, "controller image (default "+install.DefaultImage+" at the plugin's version)")
+	f.StringVar(&o.DryRun, "dry-run", o.DryRun, `"client" prints the manifests, "server" sends them with dryRun so the API server validates them`)
+	f.Lookup("dry-run").NoOptDefVal = "client"
+	f.BoolVar(&o.Wait, "wait", o.Wait, "wait until the controller is available and the webhook has its CA")
+	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long --wait waits")
 	return cmd
 }
+
+// Complete has nothing to derive: install connects in Run, and only when it applies, so that
+// --dry-run=client works without a cluster.
+func (o *InstallOptions) Complete(*cobra.Command, []string) error { return nil }
 
 // Validate checks the flags.
 func (o *InstallOptions) Validate() error {
@@ -63,113 +88,35 @@ func (o *InstallOptions) Run(ctx context.Context) error {
 		return err
 	}
 	if o.DryRun == "client" {
-		_, err := o.streams.Out.Write(rendered)
+		_, err := o.Out.Write(rendered)
 		return err
 	}
 	objs, err := install.Objects(rendered)
 	if err != nil {
 		return err
 	}
-	cl, err := o.clients()
+	cl, err := o.connect()
 	if err != nil {
 		return err
 	}
 	in := &install.Installer{Clients: cl, UI: o.ui, DryRun: o.DryRun == "server"}
 	o.ui.Step("installing kubectl-mcsa in %s (%d objects)…", cl.Describe(), len(objs))
 	results, err := in.Apply(ctx, objs)
-	for _, r := range results {
-		suffix := ""
-		if in.DryRun {
-			suffix = " (server dry run)"
-		}
-		fmt.Fprintln(o.streams.Out, r.String()+suffix)
+	if err := printResults(o.Out, results, in.DryRun); err != nil {
+		return err
 	}
 	if err != nil {
 		return err
 	}
-	if o.Wait && !in.DryRun {
+	if in.DryRun {
+		return nil
+	}
+	if o.Wait {
 		if err := in.Wait(ctx, objs, o.Timeout); err != nil {
 			return err
 		}
 	}
-	if !in.DryRun {
-		o.ui.Done("installed in %s", cl.Describe())
-		o.ui.Info("Next: let this cluster import from another one with `kubectl mcsa bootstrap THIS_CLUSTER OTHER_CLUSTER`.")
-	}
+	o.ui.Done("installed in %s", cl.Describe())
+	o.ui.Info("Next: let this cluster import from another one with `kubectl mcsa bootstrap THIS_CLUSTER OTHER_CLUSTER`.")
 	return nil
-}
-
-// UninstallOptions are `kubectl mcsa uninstall`'s.
-type UninstallOptions struct {
-	*common
-	DeleteImports bool
-	DryRun        bool
-}
-
-func newUninstallCmd(c *common) *cobra.Command {
-	o := &UninstallOptions{common: c}
-	cmd := &cobra.Command{
-		Use:   "uninstall",
-		Short: "Remove what install created; imports and cluster credentials are kept unless asked",
-		Long: `Remove the importer, the webhook and their permissions. The ServiceAccountImport API, the
-imports and their secrets, and the namespace ` + v1alpha1.DefaultNamespace + ` (which holds the
-cluster credentials) are kept unless --delete-imports is given.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return o.Run(cmd.Context()) },
-	}
-	cmd.Flags().BoolVar(&o.DeleteImports, "delete-imports", false, "also delete the CRD (so every import and its secret) and the namespace with the cluster credentials")
-	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "send the deletions with dryRun: nothing is removed")
-	return cmd
-}
-
-// Run deletes.
-func (o *UninstallOptions) Run(ctx context.Context) error {
-	rendered, err := install.Render(install.Params{})
-	if err != nil {
-		return err
-	}
-	objs, err := install.Objects(rendered)
-	if err != nil {
-		return err
-	}
-	cl, err := o.clients()
-	if err != nil {
-		return err
-	}
-	in := &install.Installer{Clients: cl, UI: o.ui, DryRun: o.DryRun}
-	imports := in.CountImports(ctx)
-	results, err := in.Uninstall(ctx, objs, o.DeleteImports)
-	for _, r := range results {
-		fmt.Fprintln(o.streams.Out, r.String())
-	}
-	if err != nil {
-		return err
-	}
-	if !o.DeleteImports {
-		what := "the ServiceAccountImport API"
-		if imports >= 0 {
-			what = fmt.Sprintf("the ServiceAccountImport API with %d import(s) and their secrets", imports)
-		}
-		o.ui.Info("Kept %s, and namespace %s with the cluster credentials. Remove them too with `kubectl mcsa uninstall --delete-imports%s`.", what, v1alpha1.DefaultNamespace, cl.ContextFlag())
-	}
-	return nil
-}
-
-func newRenderCmd(c *common) *cobra.Command {
-	var p install.Params
-	cmd := &cobra.Command{
-		Use:   "render",
-		Short: "Print the manifests install would apply (same as `install --dry-run=client`)",
-		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			rendered, err := install.Render(p)
-			if err != nil {
-				return err
-			}
-			_, err = c.streams.Out.Write(rendered)
-			return err
-		},
-	}
-	cmd.Flags().StringVar(&p.Image, "image", "", "controller image (default "+install.DefaultImage+" at the plugin's version)")
-	return cmd
 }

@@ -1,15 +1,18 @@
-// Package cmd is the thin cobra layer of kubectl-mcsa: flags, arguments and output. Each
-// command has an Options type (Complete → Validate → Run) that calls an engine package, which
-// knows nothing of cobra.
+// Package cmd is the thin cobra layer of kubectl-mcsa: flags, arguments and output. Every
+// command lives in its own file with the shape of kubernetes/sample-cli-plugin: an XOptions
+// type made by NewXOptions, a NewCmdX that binds its flags, and Complete (arguments, defaults,
+// clients) → Validate (no cluster needed) → Run, which calls an engine package that knows
+// nothing of cobra. Commands write only to their IOStreams: results to Out, progress,
+// warnings and hints to ErrOut (through package ui), so that Out stays pipeable.
 package cmd
 
 import (
+	"context"
+	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -17,10 +20,9 @@ import (
 
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
 	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/kube"
-	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/ui"
 )
 
-// scheme knows the kinds the plugin prints.
+// scheme knows the kinds the plugin prints, so that printers can type them.
 var scheme = func() *runtime.Scheme {
 	s := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(s); err != nil {
@@ -32,22 +34,9 @@ var scheme = func() *runtime.Scheme {
 	return s
 }()
 
-// common is what every command shares: kubectl's connection flags and the IO streams.
-type common struct {
-	flags   *genericclioptions.ConfigFlags
-	streams genericiooptions.IOStreams
-	ui      *ui.UI
-}
-
-func (c *common) clients() (*kube.Clients, error) { return kube.New(c.flags) }
-
-// NewRootCmd is `kubectl mcsa`. args are the command line without the program name.
+// NewRootCmd is `kubectl mcsa`. Every command shares one set of kubectl's connection flags.
 func NewRootCmd(streams genericiooptions.IOStreams) *cobra.Command {
-	c := &common{
-		flags:   genericclioptions.NewConfigFlags(true),
-		streams: streams,
-		ui:      ui.New(streams.ErrOut),
-	}
+	configFlags := genericclioptions.NewConfigFlags(true)
 	root := &cobra.Command{
 		Use:   "kubectl-mcsa",
 		Short: "Multicluster service accounts: pods in one cluster act as service accounts of another",
@@ -67,27 +56,46 @@ Getting started, with contexts cluster1 (importing) and cluster2 (imported from)
 	root.SetIn(streams.In)
 	root.SetOut(streams.Out)
 	root.SetErr(streams.ErrOut)
-	c.flags.AddFlags(root.PersistentFlags())
-	registerConnectionCompletions(root, c)
+	configFlags.AddFlags(root.PersistentFlags())
+	registerConnectionCompletions(root, configFlags)
 
 	root.AddGroup(
 		&cobra.Group{ID: "setup", Title: "Set up clusters:"},
 		&cobra.Group{ID: "imports", Title: "Work with imports:"},
 		&cobra.Group{ID: "debug", Title: "Inspect and debug:"},
 	)
-	for _, sub := range []*cobra.Command{newInstallCmd(c), newUninstallCmd(c), newRenderCmd(c), newBootstrapCmd(c), newAllowCmd(c), newDisallowCmd(c)} {
-		sub.GroupID = "setup"
-		root.AddCommand(sub)
+	groups := []struct {
+		id   string
+		cmds []*cobra.Command
+	}{
+		{"setup", []*cobra.Command{
+			NewCmdInstall(streams, configFlags),
+			NewCmdUninstall(streams, configFlags),
+			NewCmdRender(streams),
+			NewCmdBootstrap(streams, configFlags),
+			NewCmdAllow(streams, configFlags),
+			NewCmdDisallow(streams, configFlags),
+		}},
+		{"imports", []*cobra.Command{
+			NewCmdImport(streams, configFlags),
+			NewCmdGet(streams, configFlags),
+			NewCmdRotate(streams, configFlags),
+			NewCmdKubeconfig(streams, configFlags),
+			NewCmdExport(streams, configFlags),
+		}},
+		{"debug", []*cobra.Command{
+			NewCmdInspect(streams, configFlags),
+			NewCmdMounts(streams, configFlags),
+			NewCmdDoctor(streams, configFlags),
+		}},
 	}
-	for _, sub := range []*cobra.Command{newImportCmd(c), newGetCmd(c), newRotateCmd(c), newKubeconfigCmd(c), newExportCmd(c)} {
-		sub.GroupID = "imports"
-		root.AddCommand(sub)
+	for _, g := range groups {
+		for _, sub := range g.cmds {
+			sub.GroupID = g.id
+			root.AddCommand(sub)
+		}
 	}
-	for _, sub := range []*cobra.Command{newInspectCmd(c), newMountsCmd(c), newDoctorCmd(c)} {
-		sub.GroupID = "debug"
-		root.AddCommand(sub)
-	}
-	root.AddCommand(newVersionCmd(c))
+	root.AddCommand(NewCmdVersion(streams))
 	return root
 }
 
@@ -95,7 +103,7 @@ Getting started, with contexts cluster1 (importing) and cluster2 (imported from)
 func Execute(streams genericiooptions.IOStreams) int {
 	root := NewRootCmd(streams)
 	if err := root.Execute(); err != nil {
-		if err != errSilent {
+		if !errors.Is(err, errSilent) {
 			fmt.Fprintln(streams.ErrOut, "error:", err)
 		}
 		return 1
@@ -103,14 +111,25 @@ func Execute(streams genericiooptions.IOStreams) int {
 	return 0
 }
 
+// errSilent fails a command whose output already said why.
+var errSilent = errors.New("")
+
+// clientsFunc builds the clients of the context that kubectl's flags select. Options hold one
+// rather than the flags so that tests can hand them fake clients.
+type clientsFunc func() (*kube.Clients, error)
+
+func clientsFor(g kube.Getter) clientsFunc {
+	return func() (*kube.Clients, error) { return kube.New(g) }
+}
+
 // registerConnectionCompletions completes --context, --cluster and --namespace from the
 // kubeconfig and the cluster.
-func registerConnectionCompletions(root *cobra.Command, c *common) {
+func registerConnectionCompletions(root *cobra.Command, configFlags *genericclioptions.ConfigFlags) {
 	must(root.RegisterFlagCompletionFunc("context", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-		return contextNames(c.flags), cobra.ShellCompDirectiveNoFileComp
+		return contextNames(configFlags), cobra.ShellCompDirectiveNoFileComp
 	}))
 	must(root.RegisterFlagCompletionFunc("cluster", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-		raw, err := c.flags.ToRawKubeConfigLoader().RawConfig()
+		raw, err := configFlags.ToRawKubeConfigLoader().RawConfig()
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveError
 		}
@@ -120,12 +139,12 @@ func registerConnectionCompletions(root *cobra.Command, c *common) {
 		}
 		return names, cobra.ShellCompDirectiveNoFileComp
 	}))
-	must(root.RegisterFlagCompletionFunc("namespace", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-		cl, err := c.clients()
+	must(root.RegisterFlagCompletionFunc("namespace", func(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
+		cl, err := kube.New(configFlags)
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveError
 		}
-		l, err := cl.Kube.CoreV1().Namespaces().List(ctxFor(root), listOptions())
+		l, err := cl.Kube.CoreV1().Namespaces().List(ctxFor(cmd), metav1.ListOptions{})
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveError
 		}
@@ -149,16 +168,18 @@ func contextNames(g kube.Getter) []string {
 	return names
 }
 
+// ctxFor is the command's context; completions run without one.
+func ctxFor(cmd *cobra.Command) context.Context {
+	if ctx := cmd.Context(); ctx != nil {
+		return ctx
+	}
+	return context.Background()
+}
+
+// must panics on errors that only a programming mistake causes (registering a completion for
+// a flag that does not exist).
 func must(err error) {
 	if err != nil {
 		panic(err)
 	}
-}
-
-// binaryName is how the user called us, for messages: "kubectl mcsa" through kubectl.
-func binaryName() string {
-	if strings.HasPrefix(filepath.Base(os.Args[0]), "kubectl-") {
-		return "kubectl mcsa"
-	}
-	return filepath.Base(os.Args[0])
 }

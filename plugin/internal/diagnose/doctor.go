@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"reflect"
@@ -13,12 +12,15 @@ import (
 	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	certutil "k8s.io/client-go/util/cert"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
@@ -30,13 +32,8 @@ import (
 	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/kube"
 )
 
-// Names of the installed objects doctor looks at.
-const (
-	ControllerDeployment = "mcsa-controller"
-	ServingCertSecret    = "mcsa-webhook-serving-cert"
-	crdName              = "serviceaccountimports.multicluster.admiralty.io"
-	crdFile              = "crd/multicluster.admiralty.io_serviceaccountimports.yaml"
-)
+// crdFile is the embedded CRD, which controller-gen names after the group and resource.
+const crdFile = "crd/" + v1alpha1.GroupName + "_" + v1alpha1.ResourcePlural + ".yaml"
 
 // Check is one line of doctor's answer.
 type Check struct {
@@ -49,7 +46,20 @@ type Check struct {
 
 // Doctor checks one cluster: the installation, its cluster credentials and its imports.
 func Doctor(ctx context.Context, cl *kube.Clients, now time.Time) []Check {
-	d := &doctor{cl: cl, now: now}
+	return (&doctor{cl: cl, now: now, remote: newRemote}).run(ctx)
+}
+
+type doctor struct {
+	cl  *kube.Clients
+	now time.Time
+	// remote is a client of a remote cluster, acting with a cluster credential's token.
+	remote func(*rest.Config) (kubernetes.Interface, error)
+	checks []Check
+}
+
+func newRemote(cfg *rest.Config) (kubernetes.Interface, error) { return kubernetes.NewForConfig(cfg) }
+
+func (d *doctor) run(ctx context.Context) []Check {
 	if !d.crd(ctx) {
 		return d.checks
 	}
@@ -58,12 +68,6 @@ func Doctor(ctx context.Context, cl *kube.Clients, now time.Time) []Check {
 	d.credentials(ctx)
 	d.imports(ctx)
 	return d.checks
-}
-
-type doctor struct {
-	cl     *kube.Clients
-	now    time.Time
-	checks []Check
 }
 
 func (d *doctor) add(name string, ok bool, message, remedy string) {
@@ -77,7 +81,7 @@ var crdResource = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Ver
 // crd checks that the API is installed and matches this plugin's; without it, nothing else
 // applies, except saying whether the cluster is a source others import from.
 func (d *doctor) crd(ctx context.Context) bool {
-	live, err := d.cl.Dynamic.Resource(crdResource).Get(ctx, crdName, metav1.GetOptions{})
+	live, err := d.cl.Dynamic.Resource(crdResource).Get(ctx, manifests.CRD, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		if sources := d.importers(ctx); len(sources) > 0 {
 			d.add("role", true, fmt.Sprintf("source only: %s may import from this cluster (no importer installed here)", strings.Join(sources, ", ")), "")
@@ -119,7 +123,7 @@ func normalize(v any) any {
 }
 
 func (d *doctor) importers(ctx context.Context) []string {
-	l, err := d.cl.Kube.CoreV1().ServiceAccounts(grant.Namespace).List(ctx, metav1.ListOptions{LabelSelector: grant.ManagedByLabel + "=" + grant.ManagedBy})
+	l, err := d.cl.Kube.CoreV1().ServiceAccounts(grant.Namespace).List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.ManagedByLabel + "=" + v1alpha1.ManagedBy})
 	if err != nil {
 		return nil
 	}
@@ -132,9 +136,9 @@ func (d *doctor) importers(ctx context.Context) []string {
 }
 
 func (d *doctor) controller(ctx context.Context) {
-	dep, err := d.cl.Kube.AppsV1().Deployments(v1alpha1.DefaultNamespace).Get(ctx, ControllerDeployment, metav1.GetOptions{})
+	dep, err := d.cl.Kube.AppsV1().Deployments(manifests.Namespace).Get(ctx, manifests.ControllerDeployment, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		d.add("controller", false, "deployment "+ControllerDeployment+" not found", d.install())
+		d.add("controller", false, "deployment "+manifests.ControllerDeployment+" not found", d.install())
 		return
 	}
 	if err != nil {
@@ -146,24 +150,24 @@ func (d *doctor) controller(ctx context.Context) {
 		want = *dep.Spec.Replicas
 	}
 	if dep.Status.AvailableReplicas < 1 {
-		d.add("controller", false, fmt.Sprintf("deployment %s has no available replica (%d/%d)", ControllerDeployment, dep.Status.AvailableReplicas, want),
-			fmt.Sprintf("kubectl%s -n %s describe deployment %s; kubectl%s -n %s logs deploy/%s", d.cl.ContextFlag(), v1alpha1.DefaultNamespace, ControllerDeployment, d.cl.ContextFlag(), v1alpha1.DefaultNamespace, ControllerDeployment))
+		d.add("controller", false, fmt.Sprintf("deployment %s has no available replica (%d/%d)", manifests.ControllerDeployment, dep.Status.AvailableReplicas, want),
+			fmt.Sprintf("kubectl%s -n %s describe deployment %s; kubectl%s -n %s logs deploy/%s", d.cl.ContextFlag(), manifests.Namespace, manifests.ControllerDeployment, d.cl.ContextFlag(), manifests.Namespace, manifests.ControllerDeployment))
 		return
 	}
-	d.add("controller", true, fmt.Sprintf("deployment %s available (%d/%d)", ControllerDeployment, dep.Status.AvailableReplicas, want), "")
+	d.add("controller", true, fmt.Sprintf("deployment %s available (%d/%d)", manifests.ControllerDeployment, dep.Status.AvailableReplicas, want), "")
 }
 
 func (d *doctor) webhook(ctx context.Context) {
-	w, err := d.cl.Kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, WebhookConfigurationName, metav1.GetOptions{})
+	w, err := d.cl.Kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, manifests.WebhookConfiguration, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		d.add("webhook", false, "MutatingWebhookConfiguration "+WebhookConfigurationName+" not found", d.install())
+		d.add("webhook", false, "MutatingWebhookConfiguration "+manifests.WebhookConfiguration+" not found", d.install())
 		return
 	}
 	if err != nil {
 		d.add("webhook", false, d.cl.APIError(err).Error(), "")
 		return
 	}
-	restart := fmt.Sprintf("the controller injects it: check `kubectl%s -n %s logs deploy/%s`", d.cl.ContextFlag(), v1alpha1.DefaultNamespace, ControllerDeployment)
+	restart := fmt.Sprintf("the controller injects it: check `kubectl%s -n %s logs deploy/%s`", d.cl.ContextFlag(), manifests.Namespace, manifests.ControllerDeployment)
 	var bundle []byte
 	for _, wh := range w.Webhooks {
 		if len(wh.ClientConfig.CABundle) == 0 {
@@ -172,12 +176,12 @@ func (d *doctor) webhook(ctx context.Context) {
 		}
 		bundle = wh.ClientConfig.CABundle
 	}
-	secret, err := d.cl.Kube.CoreV1().Secrets(v1alpha1.DefaultNamespace).Get(ctx, ServingCertSecret, metav1.GetOptions{})
+	secret, err := d.cl.Kube.CoreV1().Secrets(manifests.Namespace).Get(ctx, manifests.ServingCertSecret, metav1.GetOptions{})
 	if err != nil {
 		d.add("webhook", false, "serving certificate: "+d.cl.APIError(err).Error(), d.install())
 		return
 	}
-	cert, err := parseCert(secret.Data["tls.crt"])
+	cert, err := parseCert(secret.Data[corev1.TLSCertKey])
 	if err != nil {
 		d.add("webhook", false, "serving certificate: "+err.Error(), restart)
 		return
@@ -194,19 +198,20 @@ func (d *doctor) webhook(ctx context.Context) {
 	d.add("webhook", true, fmt.Sprintf("CA injected and matching the serving certificate, which expires in %s", duration.HumanDuration(cert.NotAfter.Sub(d.now))), "")
 }
 
+// parseCert reads the serving certificate, the first of the secret's chain.
 func parseCert(b []byte) (*x509.Certificate, error) {
-	block, _ := pem.Decode(b)
-	if block == nil {
-		return nil, fmt.Errorf("no certificate in secret %s (key tls.crt)", ServingCertSecret)
+	certs, err := certutil.ParseCertsPEM(b)
+	if err != nil {
+		return nil, fmt.Errorf("secret %s (key %s): %w", manifests.ServingCertSecret, corev1.TLSCertKey, err)
 	}
-	return x509.ParseCertificate(block.Bytes)
+	return certs[0], nil
 }
 
 // credentials checks each cluster credential: secret, expiry, reachability with its token and
 // the importer's rights there.
 func (d *doctor) credentials(ctx context.Context) {
 	client := &imports.Client{Clients: d.cl}
-	creds, err := client.List(ctx, v1alpha1.DefaultNamespace)
+	creds, err := client.List(ctx, manifests.Namespace)
 	if err != nil {
 		d.add("clusters", false, err.Error(), "")
 		return
@@ -219,7 +224,7 @@ func (d *doctor) credentials(ctx context.Context) {
 	found := false
 	for i := range creds {
 		sai := &creds[i]
-		if sai.Name != sai.Spec.ClusterName {
+		if !v1alpha1.IsClusterCredential(sai, manifests.Namespace) {
 			continue
 		}
 		found = true
@@ -250,7 +255,7 @@ func (d *doctor) credential(ctx context.Context, client *imports.Client, sai *v1
 	}
 	cfg := cred.RESTConfig()
 	cfg.Timeout = 10 * time.Second
-	remote, err := kubernetes.NewForConfig(cfg)
+	remote, err := d.remote(cfg)
 	if err != nil {
 		d.add(name, false, err.Error(), rebootstrap)
 		return

@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -18,12 +17,10 @@ import (
 	"k8s.io/apimachinery/pkg/util/duration"
 
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
+	"github.com/kubectl-mcsa/kubectl-mcsa/manifests"
 	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/imports"
 	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/kube"
 )
-
-// WebhookConfigurationName is the automount webhook's MutatingWebhookConfiguration.
-const WebhookConfigurationName = "mcsa-automount"
 
 // Problem is something wrong, with what to do about it.
 type Problem struct {
@@ -69,7 +66,11 @@ func Mounts(ctx context.Context, cl *kube.Clients, namespace, podName string, no
 		return nil, cl.APIError(err)
 	}
 	r := &MountsReport{Pod: pod.Name, Namespace: pod.Namespace, Imports: []ImportMount{}, Problems: []Problem{}}
-	names := RequestedImports(pod.Annotations[v1alpha1.ImportNameKey])
+	names, err := v1alpha1.ParseImportNames(pod.Annotations[v1alpha1.ImportNameKey])
+	if err != nil {
+		r.Problems = append(r.Problems, Problem{Message: err.Error(), Remedy: "fix the annotation of the pod's template and recreate it"})
+		return r, nil
+	}
 	if len(names) == 0 {
 		r.Problems = append(r.Problems, Problem{
 			Message: "the pod asks for no import",
@@ -159,20 +160,8 @@ func Mounts(ctx context.Context, cl *kube.Clients, namespace, podName string, no
 	return r, nil
 }
 
-// RequestedImports reads the pod annotation the way the webhook does: comma-separated, spaces
-// trimmed, empty entries and duplicates dropped.
-func RequestedImports(annotation string) []string {
-	var names []string
-	for n := range strings.SplitSeq(annotation, ",") {
-		if n = strings.TrimSpace(n); n != "" && !slices.Contains(names, n) {
-			names = append(names, n)
-		}
-	}
-	return names
-}
-
 func webhookCreation(ctx context.Context, cl *kube.Clients) *metav1.Time {
-	w, err := cl.Kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, WebhookConfigurationName, metav1.GetOptions{})
+	w, err := cl.Kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, manifests.WebhookConfiguration, metav1.GetOptions{})
 	if err != nil {
 		return nil
 	}

@@ -75,25 +75,3 @@ func TestPrintGolden(t *testing.T) {
 	PrintChecks(&b, checks, plainMark)
 	golden(t, "doctor.golden", b.Bytes())
 }
-
-func TestRequestedImports(t *testing.T) {
-	tests := []struct {
-		in   string
-		want []string
-	}{
-		{"", nil},
-		{"a", []string{"a"}},
-		{" a , b,,a ,c ", []string{"a", "b", "c"}},
-	}
-	for _, tt := range tests {
-		got := RequestedImports(tt.in)
-		if len(got) != len(tt.want) {
-			t.Fatalf("RequestedImports(%q) = %v, want %v", tt.in, got, tt.want)
-		}
-		for i := range got {
-			if got[i] != tt.want[i] {
-				t.Fatalf("RequestedImports(%q) = %v, want %v", tt.in, got, tt.want)
-			}
-		}
-	}
-}

@@ -25,9 +25,6 @@ import (
 	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/kube"
 )
 
-// FieldManager owns the fields the plugin writes on imports.
-const FieldManager = "kubectl-mcsa"
-
 // Client works on the imports of one cluster.
 type Client struct {
 	Clients *kube.Clients
@@ -59,8 +56,9 @@ func ValidateSpec(name string, spec v1alpha1.ServiceAccountImportSpec) error {
 	if msgs := validation.IsDNS1123Subdomain(spec.Name); len(msgs) > 0 {
 		errs = append(errs, fmt.Sprintf("service account %q: %s", spec.Name, strings.Join(msgs, "; ")))
 	}
-	if spec.ExpirationSeconds != nil && *spec.ExpirationSeconds < 600 {
-		errs = append(errs, fmt.Sprintf("token lifetime %ds: must be at least 10m", *spec.ExpirationSeconds))
+	if s := spec.ExpirationSeconds; s != nil && (*s < v1alpha1.MinExpirationSeconds || *s > v1alpha1.MaxExpirationSeconds) {
+		errs = append(errs, fmt.Sprintf("token lifetime %s: must be from %s to %s", time.Duration(*s)*time.Second,
+			time.Duration(v1alpha1.MinExpirationSeconds)*time.Second, time.Duration(v1alpha1.MaxExpirationSeconds)*time.Second))
 	}
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "\n"))
@@ -122,7 +120,7 @@ func (c *Client) Apply(ctx context.Context, ns, name string, spec v1alpha1.Servi
 		return nil, false, err
 	}
 	u, err := c.Clients.Dynamic.Resource(v1alpha1.Resource).Namespace(ns).Patch(ctx, name, types.ApplyPatchType, data,
-		metav1.PatchOptions{FieldManager: FieldManager, Force: ptr.To(overwrite)})
+		metav1.PatchOptions{FieldManager: kube.FieldManager, Force: ptr.To(overwrite)})
 	if err != nil {
 		return nil, false, c.Clients.APIError(err)
 	}
@@ -188,7 +186,7 @@ func (c *Client) RequestRefresh(ctx context.Context, ns, name string, now time.T
 	value := now.UTC().Format(time.RFC3339Nano)
 	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{v1alpha1.RefreshRequestedAnnotation: value}}})
 	_, err := c.Clients.Dynamic.Resource(v1alpha1.Resource).Namespace(ns).Patch(ctx, name, types.MergePatchType, patch,
-		metav1.PatchOptions{FieldManager: FieldManager})
+		metav1.PatchOptions{FieldManager: kube.FieldManager})
 	return value, c.Clients.APIError(err)
 }
 

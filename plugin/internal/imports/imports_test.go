@@ -53,7 +53,8 @@ func TestValidateSpec(t *testing.T) {
 		{"import name", "X", ok, `import name "X"`},
 		{"cluster name with underscores", "x", with(func(s *v1alpha1.ServiceAccountImportSpec) { s.ClusterName = "gke_p_z_c" }), `cluster "gke_p_z_c"`},
 		{"namespace", "x", with(func(s *v1alpha1.ServiceAccountImportSpec) { s.Namespace = "a.b" }), `remote namespace "a.b"`},
-		{"lifetime", "x", with(func(s *v1alpha1.ServiceAccountImportSpec) { s.ExpirationSeconds = ptr.To[int64](60) }), "at least 10m"},
+		{"lifetime", "x", with(func(s *v1alpha1.ServiceAccountImportSpec) { s.ExpirationSeconds = ptr.To[int64](60) }), "token lifetime 1m0s: must be from 10m0s to 24h0m0s"},
+		{"lifetime over a day", "x", with(func(s *v1alpha1.ServiceAccountImportSpec) { s.ExpirationSeconds = ptr.To[int64](1e9) }), "must be from 10m0s to 24h0m0s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

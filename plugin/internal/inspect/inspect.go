@@ -63,10 +63,12 @@ type Answer struct {
 }
 
 // FromCredential starts a report from a credential (an import's secret, or files on disk).
+// Every value it prints is cleaned of terminal control characters (see stripControls): the
+// token, and the files beside a token file, may come from anyone.
 func FromCredential(source string, d credential.Data) *Report {
-	r := &Report{Source: source, Server: d.Server, Namespace: d.Namespace}
+	r := &Report{Source: oneLine(source), Server: oneLine(d.Server), Namespace: oneLine(d.Namespace)}
 	if c, err := DecodeToken(d.Token); err != nil {
-		r.ClaimsError = err.Error()
+		r.ClaimsError = oneLine(err.Error())
 	} else {
 		r.Claims = c
 		if r.Namespace == "" {
@@ -91,18 +93,24 @@ func (r *Report) CheckLive(ctx context.Context, d credential.Data, canI *CanI) {
 	cfg := d.RESTConfig()
 	cfg.Timeout = 10 * time.Second
 	client, err := kubernetes.NewForConfig(cfg)
-	live := &Live{}
-	r.Live = live
 	if err != nil {
-		live.Error = err.Error()
+		r.Live = &Live{Error: oneLine(err.Error())}
 		return
 	}
+	r.checkLive(ctx, client, canI)
+}
+
+// checkLive asks through client, which acts with the credential's token. The answers are
+// cleaned as the claims are: the server is the one the credential names.
+func (r *Report) checkLive(ctx context.Context, client kubernetes.Interface, canI *CanI) {
+	live := &Live{}
+	r.Live = live
 	review, err := client.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
 	if err != nil {
 		live.Error = liveError(err)
 		return
 	}
-	live.Username, live.Groups = review.Status.UserInfo.Username, review.Status.UserInfo.Groups
+	live.Username, live.Groups = oneLine(review.Status.UserInfo.Username), oneLines(review.Status.UserInfo.Groups)
 	rules, err := client.AuthorizationV1().SelfSubjectRulesReviews().Create(ctx, &authorizationv1.SelfSubjectRulesReview{
 		Spec: authorizationv1.SelfSubjectRulesReviewSpec{Namespace: r.Namespace},
 	}, metav1.CreateOptions{})
@@ -112,7 +120,7 @@ func (r *Report) CheckLive(ctx context.Context, d credential.Data, canI *CanI) {
 	}
 	live.Incomplete = rules.Status.Incomplete
 	for _, rr := range rules.Status.ResourceRules {
-		live.Rules = append(live.Rules, Rule{Verbs: rr.Verbs, APIGroups: rr.APIGroups, Resources: rr.Resources, ResourceNames: rr.ResourceNames})
+		live.Rules = append(live.Rules, Rule{Verbs: oneLines(rr.Verbs), APIGroups: oneLines(rr.APIGroups), Resources: oneLines(rr.Resources), ResourceNames: oneLines(rr.ResourceNames)})
 	}
 	sort.SliceStable(live.Rules, func(i, j int) bool {
 		return strings.Join(live.Rules[i].Resources, ",") < strings.Join(live.Rules[j].Resources, ",")
@@ -129,7 +137,7 @@ func (r *Report) CheckLive(ctx context.Context, d credential.Data, canI *CanI) {
 			live.Error = liveError(err)
 			return
 		}
-		live.CanI = &Answer{Verb: canI.Verb, Resource: canI.Resource, Namespace: r.Namespace, Allowed: ans.Status.Allowed, Reason: ans.Status.Reason}
+		live.CanI = &Answer{Verb: oneLine(canI.Verb), Resource: oneLine(canI.Resource), Namespace: r.Namespace, Allowed: ans.Status.Allowed, Reason: oneLine(ans.Status.Reason)}
 	}
 }
 
@@ -139,7 +147,19 @@ func liveError(err error) string {
 	if apierrors.IsUnauthorized(err) {
 		return liveErrorUnauthorized
 	}
-	return err.Error()
+	return oneLine(err.Error())
+}
+
+// oneLines is oneLine of each value; nil stays nil, for omitempty.
+func oneLines(values []string) []string {
+	if values == nil {
+		return nil
+	}
+	out := make([]string, len(values))
+	for i, v := range values {
+		out[i] = oneLine(v)
+	}
+	return out
 }
 
 // Print writes the report for people.
@@ -158,14 +178,21 @@ func (r *Report) Print(w io.Writer, now time.Time, mark func(bool) string) {
 			fmt.Fprintf(tw, "  Bound to:\t%s\n", c.BoundObject)
 		}
 		if !c.IssuedAt.IsZero() {
-			fmt.Fprintf(tw, "  Issued:\t%s (%s ago)\n", c.IssuedAt.Format(time.RFC3339), duration.HumanDuration(now.Sub(c.IssuedAt)))
+			if age := now.Sub(c.IssuedAt); age >= 0 {
+				fmt.Fprintf(tw, "  Issued:\t%s (%s ago)\n", c.IssuedAt.Format(time.RFC3339), duration.HumanDuration(age))
+			} else {
+				// A clock ahead of ours, or a made-up token: HumanDuration reads <invalid> for it.
+				fmt.Fprintf(tw, "  Issued:\t%s (in %s)\n", c.IssuedAt.Format(time.RFC3339), duration.HumanDuration(c.IssuedAt.Sub(now)))
+			}
 		}
 		if !c.Expiry.IsZero() {
 			left := c.TimeLeft(now)
 			if left > 0 {
 				fmt.Fprintf(tw, "  Expires:\t%s (%s left)\n", c.Expiry.Format(time.RFC3339), duration.HumanDuration(left))
 			} else {
-				fmt.Fprintf(tw, "  Expires:\t%s %s expired %s ago\n", c.Expiry.Format(time.RFC3339), mark(false), duration.HumanDuration(-left))
+				// now.Sub rather than -left: both saturate, but negating the most negative
+				// duration overflows.
+				fmt.Fprintf(tw, "  Expires:\t%s %s expired %s ago\n", c.Expiry.Format(time.RFC3339), mark(false), duration.HumanDuration(now.Sub(c.Expiry)))
 			}
 		}
 		tw.Flush()

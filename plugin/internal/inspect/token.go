@@ -5,25 +5,31 @@
 package inspect
 
 import (
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
+	"math"
+	"strconv"
 	"strings"
 	"time"
+
+	certutil "k8s.io/client-go/util/cert"
 )
 
 // Claims are a service-account token's claims, decoded WITHOUT verifying the signature: only
-// the issuing API server can tell whether they are true, which the live checks ask it.
+// the issuing API server can tell whether they are true, which the live checks ask it. Their
+// strings are cleaned of terminal control characters (see stripControls): the token may come
+// from anyone.
 type Claims struct {
-	Issuer    string    `json:"issuer"`
-	Subject   string    `json:"subject"`
-	Audiences []string  `json:"audiences"`
-	IssuedAt  time.Time `json:"issuedAt,omitzero"`
-	NotBefore time.Time `json:"notBefore,omitzero"`
-	Expiry    time.Time `json:"expiry,omitzero"`
+	Issuer    string   `json:"issuer"`
+	Subject   string   `json:"subject"`
+	Audiences []string `json:"audiences"`
+	// The dates are encoded by MarshalJSON. A date beyond what time.Time holds (± about 146
+	// billion years) is clamped there.
+	IssuedAt  time.Time `json:"-"`
+	NotBefore time.Time `json:"-"`
+	Expiry    time.Time `json:"-"`
 	// Namespace and ServiceAccount name the service account, from the kubernetes.io claim.
 	Namespace      string `json:"namespace,omitempty"`
 	ServiceAccount string `json:"serviceAccount,omitempty"`
@@ -35,6 +41,51 @@ type Claims struct {
 
 // TimeLeft is how long the token has before it expires (negative once expired).
 func (c *Claims) TimeLeft(now time.Time) time.Duration { return c.Expiry.Sub(now) }
+
+// MarshalJSON writes each date twice: as RFC 3339 text (issuedAt, notBefore, expiry) when it
+// has one, and as seconds since the epoch (issuedAtUnix, notBeforeUnix, expiryUnix), as in the
+// token. RFC 3339 has four-digit years only, and encoding/json fails on a time.Time outside
+// years 0–9999, which a token may well claim: the text is then left out, and the seconds say it.
+func (c Claims) MarshalJSON() ([]byte, error) {
+	type plain Claims // without this method
+	return json.Marshal(struct {
+		plain
+		IssuedAt      string `json:"issuedAt,omitempty"`
+		IssuedAtUnix  *int64 `json:"issuedAtUnix,omitempty"`
+		NotBefore     string `json:"notBefore,omitempty"`
+		NotBeforeUnix *int64 `json:"notBeforeUnix,omitempty"`
+		Expiry        string `json:"expiry,omitempty"`
+		ExpiryUnix    *int64 `json:"expiryUnix,omitempty"`
+	}{
+		plain:    plain(c),
+		IssuedAt: rfc3339(c.IssuedAt), IssuedAtUnix: seconds(c.IssuedAt),
+		NotBefore: rfc3339(c.NotBefore), NotBeforeUnix: seconds(c.NotBefore),
+		Expiry: rfc3339(c.Expiry), ExpiryUnix: seconds(c.Expiry),
+	})
+}
+
+// The dates RFC 3339 can write: years 0 to 9999.
+var (
+	firstRFC3339 = time.Date(0, time.January, 1, 0, 0, 0, 0, time.UTC)
+	lastRFC3339  = time.Date(9999, time.December, 31, 23, 59, 59, 999999999, time.UTC)
+)
+
+// rfc3339 is t as RFC 3339 text, or "" if it has none (absent, or out of its years).
+func rfc3339(t time.Time) string {
+	if t.IsZero() || t.Before(firstRFC3339) || t.After(lastRFC3339) {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// seconds is t as seconds since the epoch, nil if absent.
+func seconds(t time.Time) *int64 {
+	if t.IsZero() {
+		return nil
+	}
+	s := t.Unix()
+	return &s
+}
 
 type rawClaims struct {
 	Iss string          `json:"iss"`
@@ -52,9 +103,9 @@ type rawClaims struct {
 	} `json:"kubernetes.io"`
 }
 
+// ref is an object the token names; only its name is shown.
 type ref struct {
 	Name string `json:"name"`
-	UID  string `json:"uid"`
 }
 
 // DecodeToken reads a JWT's claims without verifying it.
@@ -73,7 +124,7 @@ func DecodeToken(token string) (*Claims, error) {
 	if err := dec.Decode(&raw); err != nil {
 		return nil, fmt.Errorf("token payload is not JSON: %w", err)
 	}
-	c := &Claims{Issuer: raw.Iss, Subject: raw.Sub, Expiry: unix(raw.Exp), IssuedAt: unix(raw.Iat), NotBefore: unix(raw.Nbf)}
+	c := &Claims{Issuer: oneLine(raw.Iss), Subject: oneLine(raw.Sub), Expiry: unix(raw.Exp), IssuedAt: unix(raw.Iat), NotBefore: unix(raw.Nbf)}
 	if len(raw.Aud) > 0 {
 		var one string
 		if json.Unmarshal(raw.Aud, &one) == nil {
@@ -81,34 +132,56 @@ func DecodeToken(token string) (*Claims, error) {
 		} else if err := json.Unmarshal(raw.Aud, &c.Audiences); err != nil {
 			return nil, fmt.Errorf("token audiences: %w", err)
 		}
+		for i, a := range c.Audiences {
+			c.Audiences[i] = oneLine(a)
+		}
 	}
 	if k := raw.K8s; k != nil {
-		c.Namespace = k.Namespace
+		c.Namespace = oneLine(k.Namespace)
 		if k.ServiceAccount != nil {
-			c.ServiceAccount = k.ServiceAccount.Name
+			c.ServiceAccount = oneLine(k.ServiceAccount.Name)
 		}
 		switch {
 		case k.Secret != nil:
-			c.BoundObject = "Secret/" + k.Secret.Name
+			c.BoundObject = "Secret/" + oneLine(k.Secret.Name)
 		case k.Pod != nil:
-			c.BoundObject = "Pod/" + k.Pod.Name
+			c.BoundObject = "Pod/" + oneLine(k.Pod.Name)
 		}
 		if k.Node != nil {
-			c.Node = k.Node.Name
+			c.Node = oneLine(k.Node.Name)
 		}
 	}
 	return c, nil
 }
 
+// maxSeconds bounds the dates read from a token (about 146 billion years either way): within
+// it, time.Time computes and formats exactly; beyond it, it overflows and would, say, show a
+// token that never expires as long expired.
+const maxSeconds = 1 << 62
+
+// unix reads a NumericDate: seconds since the epoch, possibly with a fraction (RFC 7519), so a
+// number that is not an integer is truncated rather than ignored. The zero time means absent.
 func unix(n *json.Number) time.Time {
 	if n == nil {
 		return time.Time{}
 	}
 	v, err := n.Int64()
 	if err != nil {
-		return time.Time{}
+		// Not an integer, or not one in int64. A json.Number is a valid JSON number, so
+		// ParseFloat fails only on range, and then returns ±Inf, clamped below.
+		f, _ := strconv.ParseFloat(n.String(), 64)
+		switch {
+		case math.IsNaN(f):
+			return time.Time{}
+		case f >= maxSeconds:
+			v = maxSeconds
+		case f <= -maxSeconds:
+			v = -maxSeconds
+		default:
+			v = int64(f)
+		}
 	}
-	return time.Unix(v, 0).UTC()
+	return time.Unix(max(-maxSeconds, min(v, maxSeconds)), 0).UTC()
 }
 
 // Certificate is what matters of a CA certificate.
@@ -119,24 +192,14 @@ type Certificate struct {
 
 // ParseCAs reads the certificates of a PEM bundle.
 func ParseCAs(bundle []byte) ([]Certificate, error) {
-	var out []Certificate
-	for len(bundle) > 0 {
-		var block *pem.Block
-		block, bundle = pem.Decode(bundle)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		cert, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return out, fmt.Errorf("CA bundle: %w", err)
-		}
-		out = append(out, Certificate{Subject: cert.Subject.String(), NotAfter: cert.NotAfter.UTC()})
+	certs, err := certutil.ParseCertsPEM(bundle)
+	if err != nil {
+		return nil, fmt.Errorf("CA bundle: %w", err)
 	}
-	if len(out) == 0 {
-		return nil, errors.New("CA bundle holds no certificate")
+	out := make([]Certificate, 0, len(certs))
+	for _, cert := range certs {
+		// The bundle may come from the files beside a token, as untrusted as the token.
+		out = append(out, Certificate{Subject: oneLine(cert.Subject.String()), NotAfter: cert.NotAfter.UTC()})
 	}
 	return out, nil
 }

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
+	"github.com/kubectl-mcsa/kubectl-mcsa/manifests"
 	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/kube"
 	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/ui"
 )
@@ -145,7 +146,7 @@ func (in *Installer) waitCABundle(ctx context.Context, name string) error {
 		return len(w.Webhooks) > 0, nil
 	})
 	if err != nil {
-		return fmt.Errorf("webhook configuration %s has no CA bundle yet: the controller injects it; check its logs with `kubectl%s -n %s logs deploy/mcsa-controller`", name, in.Clients.ContextFlag(), v1alpha1.DefaultNamespace)
+		return fmt.Errorf("webhook configuration %s has no CA bundle yet: the controller injects it; check its logs with `kubectl%s -n %s logs deploy/%s`", name, in.Clients.ContextFlag(), manifests.Namespace, manifests.ControllerDeployment)
 	}
 	return nil
 }

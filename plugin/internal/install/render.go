@@ -3,12 +3,17 @@
 package install
 
 import (
+	"bufio"
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"path"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/api/types"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
@@ -97,18 +102,31 @@ func Render(p Params) ([]byte, error) {
 	return res.AsYaml()
 }
 
-// Objects splits a rendered YAML stream into objects, in order.
+// Objects splits a rendered YAML stream into objects, in order, as kubectl reads manifests:
+// apimachinery's YAML reader finds the documents (whatever their separators' spacing), and
+// the unstructured decoder keeps integers integers.
 func Objects(rendered []byte) ([]*unstructured.Unstructured, error) {
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(rendered)))
 	var objs []*unstructured.Unstructured
-	for _, doc := range strings.Split(string(rendered), "\n---\n") {
-		if strings.TrimSpace(doc) == "" {
-			continue
+	for i := 1; ; i++ {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return objs, nil
 		}
-		var m map[string]any
-		if err := yaml.Unmarshal([]byte(doc), &m); err != nil {
+		if err != nil {
 			return nil, err
 		}
-		objs = append(objs, &unstructured.Unstructured{Object: m})
+		j, err := yaml.YAMLToJSON(doc)
+		if err != nil {
+			return nil, fmt.Errorf("document %d: %w", i, err)
+		}
+		if t := bytes.TrimSpace(j); len(t) == 0 || string(t) == "null" {
+			continue // empty, or comments only
+		}
+		u := &unstructured.Unstructured{}
+		if _, _, err := unstructured.UnstructuredJSONScheme.Decode(j, nil, u); err != nil {
+			return nil, fmt.Errorf("document %d: %w", i, err)
+		}
+		objs = append(objs, u)
 	}
-	return objs, nil
 }

@@ -36,26 +36,6 @@ type Result struct {
 	Action Action
 }
 
-// String is kubectl's `kind.group/name action` line.
-func (r Result) String() string {
-	gvk := r.Object.GroupVersionKind()
-	kind := gvk.Kind
-	if gvk.Group != "" {
-		kind += "." + gvk.Group
-	}
-	return fmt.Sprintf("%s/%s %s", lowerASCII(kind), r.Object.GetName(), r.Action)
-}
-
-func lowerASCII(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	return string(b)
-}
-
 // ToUnstructured converts a typed object (with TypeMeta set) for the dynamic client.
 func ToUnstructured(obj runtime.Object) (*unstructured.Unstructured, error) {
 	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)

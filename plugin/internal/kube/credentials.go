@@ -15,9 +15,9 @@ import (
 // ServerAndCA are the API server URL and CA bundle (PEM) of the context, as its kubeconfig
 // gives them; the CA is empty when the kubeconfig relies on the system's roots.
 func (c *Clients) ServerAndCA() (string, []byte, error) {
-	ca := c.Config.TLSClientConfig.CAData
-	if len(ca) == 0 && c.Config.TLSClientConfig.CAFile != "" {
-		b, err := os.ReadFile(c.Config.TLSClientConfig.CAFile)
+	ca := c.Config.CAData
+	if len(ca) == 0 && c.Config.CAFile != "" {
+		b, err := os.ReadFile(c.Config.CAFile)
 		if err != nil {
 			return "", nil, fmt.Errorf("reading the CA of %s: %w", c.Describe(), err)
 		}

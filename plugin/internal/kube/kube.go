@@ -26,12 +26,10 @@ type Clients struct {
 	Context string
 	// Namespace is -n, else the context's namespace, else "default".
 	Namespace string
-	// ExplicitNamespace is true when -n was given.
-	ExplicitNamespace bool
-	Config            *rest.Config
-	Kube              kubernetes.Interface
-	Dynamic           dynamic.Interface
-	Mapper            meta.RESTMapper
+	Config    *rest.Config
+	Kube      kubernetes.Interface
+	Dynamic   dynamic.Interface
+	Mapper    meta.RESTMapper
 	// Raw is the merged kubeconfig the context comes from.
 	Raw clientcmdapi.Config
 }
@@ -57,7 +55,7 @@ func New(g Getter) (*Clients, error) {
 		return nil, ConfigError(err)
 	}
 	cfg.UserAgent = "kubectl-mcsa/" + version.Version
-	ns, explicit, err := loader.Namespace()
+	ns, _, err := loader.Namespace()
 	if err != nil {
 		return nil, err
 	}
@@ -77,7 +75,7 @@ func New(g Getter) (*Clients, error) {
 	if cf, ok := g.(*genericclioptions.ConfigFlags); ok && cf.Context != nil && *cf.Context != "" {
 		ctxName = *cf.Context
 	}
-	return &Clients{Context: ctxName, Namespace: ns, ExplicitNamespace: explicit, Config: cfg, Kube: kube, Dynamic: dyn, Mapper: mapper, Raw: raw}, nil
+	return &Clients{Context: ctxName, Namespace: ns, Config: cfg, Kube: kube, Dynamic: dyn, Mapper: mapper, Raw: raw}, nil
 }
 
 func explicitServer(g Getter) bool {
@@ -99,7 +97,9 @@ func ConfigError(err error) error {
 	switch {
 	case clientcmd.IsEmptyConfig(err):
 		return errors.New("no kubeconfig found: set KUBECONFIG or pass --kubeconfig")
-	case strings.Contains(err.Error(), "context was not found"), strings.Contains(err.Error(), "does not exist"):
+	// client-go has a predicate for a missing --context only; a missing context named by the
+	// kubeconfig, --cluster or --user fails with a plain `… "x" does not exist`.
+	case clientcmd.IsContextNotFound(err), strings.Contains(err.Error(), "does not exist"):
 		return fmt.Errorf("%w (list contexts with `kubectl config get-contexts`)", err)
 	}
 	return err

@@ -1,6 +1,6 @@
 // Package ui writes the plugin's human-facing progress, warnings and check marks to stderr, so
-// that stdout stays pipeable. Colors are used only on a terminal and never when NO_COLOR is set to anything but the empty string
-// (https://no-color.org).
+// that stdout stays pipeable. Colors are used only on a terminal, never when NO_COLOR is set to
+// anything but the empty string (https://no-color.org) nor when TERM is dumb.
 package ui
 
 import (
@@ -19,18 +19,18 @@ type UI struct {
 	color bool
 }
 
-// New writes to w, in color when w is a terminal and NO_COLOR is unset.
+// New writes to w, in color when w is a terminal and the environment allows it.
 func New(w io.Writer) *UI {
-	return &UI{w: w, color: colorFor(w)}
+	return &UI{w: w, color: useColor(os.Getenv, isTerminal(w))}
 }
 
-func colorFor(w io.Writer) bool {
-	if os.Getenv("NO_COLOR") != "" {
-		return false
-	}
-	if os.Getenv("TERM") == "dumb" {
-		return false
-	}
+// useColor is the decision, apart from the process's environment and streams so that tests
+// can make it with any.
+func useColor(getenv func(string) string, terminal bool) bool {
+	return terminal && getenv("NO_COLOR") == "" && getenv("TERM") != "dumb"
+}
+
+func isTerminal(w io.Writer) bool {
 	f, ok := w.(interface{ Fd() uintptr })
 	return ok && term.IsTerminal(int(f.Fd()))
 }
@@ -39,7 +39,6 @@ const (
 	green  = "\x1b[32m"
 	red    = "\x1b[31m"
 	yellow = "\x1b[33m"
-	bold   = "\x1b[1m"
 	reset  = "\x1b[0m"
 )
 
@@ -62,9 +61,6 @@ func (u *UI) Step(format string, args ...any) { u.line("• ", format, args...) 
 // Done reports a step that succeeded.
 func (u *UI) Done(format string, args ...any) { u.line(u.paint(green, "✓")+" ", format, args...) }
 
-// Fail reports a step or check that failed.
-func (u *UI) Fail(format string, args ...any) { u.line(u.paint(red, "✗")+" ", format, args...) }
-
 // Warn reports something the user should know.
 func (u *UI) Warn(format string, args ...any) {
 	u.line(u.paint(yellow, "Warning:")+" ", format, args...)
@@ -72,11 +68,6 @@ func (u *UI) Warn(format string, args ...any) {
 
 // Info prints a plain line.
 func (u *UI) Info(format string, args ...any) { u.line("", format, args...) }
-
-// Heading prints a heading line.
-func (u *UI) Heading(format string, args ...any) {
-	u.line("", u.paint(bold, fmt.Sprintf(format, args...)))
-}
 
 // Mark is ✓ or ✗, colored when allowed.
 func (u *UI) Mark(ok bool) string {

@@ -1,0 +1,87 @@
+package cmd
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/allow"
+)
+
+// DisallowOptions are `kubectl mcsa disallow`'s.
+type DisallowOptions struct {
+	genericiooptions.IOStreams
+	connect clientsFunc
+
+	Grant allow.Grant
+}
+
+// NewDisallowOptions are disallow's defaults.
+func NewDisallowOptions(streams genericiooptions.IOStreams, configFlags *genericclioptions.ConfigFlags) *DisallowOptions {
+	return &DisallowOptions{IOStreams: streams, connect: clientsFor(configFlags)}
+}
+
+// NewCmdDisallow is `kubectl mcsa disallow`.
+func NewCmdDisallow(streams genericiooptions.IOStreams, configFlags *genericclioptions.ConfigFlags) *cobra.Command {
+	o := NewDisallowOptions(streams, configFlags)
+	cmd := &cobra.Command{
+		Use:   "disallow IMPORTING_CLUSTER [NAMESPACE/SERVICEACCOUNT...]",
+		Short: "Revoke what allow granted",
+		Long: `Run against the cluster imported from: revoke IMPORTING_CLUSTER's right to import the named
+service accounts (or namespaces, or, with --all-service-accounts, bootstrap's cluster-wide
+grant). Tokens already issued stay valid until they expire; the importer's next refresh fails
+and the import reports Forbidden. With --into-namespaces, only those namespaces lose it.`,
+		Example: `  kubectl mcsa disallow cluster1 default/pod-lister --context cluster2
+  kubectl mcsa disallow cluster1 --all-service-accounts --context cluster2`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.Complete(cmd, args); err != nil {
+				return err
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			return o.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringSliceVar(&o.Grant.NamespaceWide, "namespace-wide", o.Grant.NamespaceWide, "grant every service account of these namespaces (explicit: prefer named ones)")
+	f.StringSliceVar(&o.Grant.IntoNamespaces, "into-namespaces", o.Grant.IntoNamespaces, "only these namespaces of the importing cluster may import the named service accounts (* for all)")
+	f.BoolVar(&o.Grant.AllServiceAccounts, "all-service-accounts", o.Grant.AllServiceAccounts, "revoke bootstrap's --allow-all-service-accounts")
+	return cmd
+}
+
+// Complete reads the arguments.
+func (o *DisallowOptions) Complete(_ *cobra.Command, args []string) error {
+	o.Grant.ImportingCluster = args[0]
+	refs, err := allow.ParseRefs(args[1:])
+	o.Grant.ServiceAccounts = refs
+	return err
+}
+
+// Validate checks what to revoke before connecting.
+func (o *DisallowOptions) Validate() error { return o.Grant.Validate(true) }
+
+// Run removes the grant from this cluster, the one imported from.
+func (o *DisallowOptions) Run(ctx context.Context) error {
+	cl, err := o.connect()
+	if err != nil {
+		return err
+	}
+	results, err := allow.Disallow(ctx, cl, o.Grant)
+	if err := printResults(o.Out, results, false); err != nil {
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	if len(o.Grant.IntoNamespaces) > 0 {
+		for _, ref := range o.Grant.ServiceAccounts {
+			fmt.Fprintf(o.Out, "serviceaccount/%s: namespaces %v of %s may no longer import it\n", ref, o.Grant.IntoNamespaces, o.Grant.ImportingCluster)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,224 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/duration"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/utils/ptr"
+
+	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
+	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/imports"
+	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/kube"
+	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/ui"
+)
+
+// ImportOptions are `kubectl mcsa import`'s.
+type ImportOptions struct {
+	genericiooptions.IOStreams
+	ui         *ui.UI
+	printFlags *genericclioptions.PrintFlags
+	connect    clientsFunc
+	now        func() time.Time
+
+	Name      string
+	Spec      v1alpha1.ServiceAccountImportSpec
+	TTL       time.Duration
+	Overwrite bool
+	Wait      bool
+	Timeout   time.Duration
+
+	clients *kube.Clients
+}
+
+// NewImportOptions are import's defaults.
+func NewImportOptions(streams genericiooptions.IOStreams, configFlags *genericclioptions.ConfigFlags) *ImportOptions {
+	return &ImportOptions{
+		IOStreams: streams,
+		ui:        ui.New(streams.ErrOut),
+		// The operation is set once known: created, configured or unchanged.
+		printFlags: genericclioptions.NewPrintFlags("").WithTypeSetter(scheme),
+		connect:    clientsFor(configFlags),
+		now:        time.Now,
+		Timeout:    time.Minute,
+	}
+}
+
+// NewCmdImport is `kubectl mcsa import`.
+func NewCmdImport(streams genericiooptions.IOStreams, configFlags *genericclioptions.ConfigFlags) *cobra.Command {
+	o := NewImportOptions(streams, configFlags)
+	cmd := &cobra.Command{
+		Use:   "import (NAME --cluster CLUSTER --remote-namespace NAMESPACE --service-account NAME | CLUSTER/NAMESPACE/SERVICEACCOUNT)",
+		Short: "Create or update a ServiceAccountImport",
+		Long: `Create or update a ServiceAccountImport: the importer keeps, in this namespace, a secret with a
+short-lived token of a service account of another cluster, and pods annotated with the import's
+name get it mounted. The short form CLUSTER/NAMESPACE/SERVICEACCOUNT names the import
+CLUSTER-NAMESPACE-SERVICEACCOUNT.`,
+		Example: `  kubectl mcsa import cluster2/default/pod-lister --wait
+  kubectl mcsa import cluster2-default-pod-lister --cluster cluster2 --remote-namespace default --service-account pod-lister
+  kubectl mcsa import vault-reader --cluster cluster2 --remote-namespace vault --service-account reader --ttl 2h --audience vault`,
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: noCompletion,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.Complete(cmd, args); err != nil {
+				return err
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			return o.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	// A local --cluster shadows kubectl's --cluster (a kubeconfig cluster) for this command:
+	// here it is the remote cluster, as in the original CLI.
+	f.StringVar(&o.Spec.ClusterName, "cluster", o.Spec.ClusterName, "the remote cluster, as named by bootstrap")
+	f.StringVar(&o.Spec.Namespace, "remote-namespace", o.Spec.Namespace, "namespace of the remote service account")
+	f.StringVar(&o.Spec.Name, "service-account", o.Spec.Name, "name of the remote service account")
+	f.DurationVar(&o.TTL, "ttl", o.TTL, "requested token lifetime, at least 10m (default: the importer's, 1h)")
+	f.StringSliceVar(&o.Spec.Audiences, "audience", o.Spec.Audiences, "intended audience of the token (repeatable; default: the remote API server)")
+	f.BoolVar(&o.Overwrite, "overwrite", o.Overwrite, "repoint an existing import of the same name to another service account")
+	f.BoolVar(&o.Wait, "wait", o.Wait, "wait until the import is ready, or report why not")
+	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long --wait waits")
+	o.printFlags.AddFlags(cmd)
+	must(cmd.RegisterFlagCompletionFunc("cluster", completeClusters(configFlags)))
+	must(cmd.RegisterFlagCompletionFunc("remote-namespace", noCompletion))
+	must(cmd.RegisterFlagCompletionFunc("service-account", noCompletion))
+	return cmd
+}
+
+// completeClusters offers the clusters this one can import from: its cluster credentials.
+func completeClusters(g kube.Getter) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	return func(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
+		cl, err := kube.New(g)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveError
+		}
+		l, err := (&imports.Client{Clients: cl}).List(ctxFor(cmd), v1alpha1.DefaultNamespace)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveError
+		}
+		var names []string
+		for _, sai := range l {
+			if v1alpha1.IsClusterCredential(&sai, v1alpha1.DefaultNamespace) {
+				names = append(names, sai.Name)
+			}
+		}
+		return names, cobra.ShellCompDirectiveNoFileComp
+	}
+}
+
+// Complete reads the arguments and connects.
+func (o *ImportOptions) Complete(_ *cobra.Command, args []string) error {
+	if strings.Contains(args[0], "/") {
+		if o.Spec.ClusterName != "" || o.Spec.Namespace != "" || o.Spec.Name != "" {
+			return errors.New("give either CLUSTER/NAMESPACE/SERVICEACCOUNT or NAME with --cluster, --remote-namespace and --service-account, not both")
+		}
+		name, spec, err := imports.ParseShort(args[0])
+		if err != nil {
+			return err
+		}
+		o.Name, o.Spec.ClusterName, o.Spec.Namespace, o.Spec.Name = name, spec.ClusterName, spec.Namespace, spec.Name
+	} else {
+		o.Name = args[0]
+	}
+	if o.TTL != 0 {
+		o.Spec.ExpirationSeconds = ptr.To(int64(o.TTL / time.Second))
+	}
+	var err error
+	o.clients, err = o.connect()
+	return err
+}
+
+// Validate checks the import before it is sent.
+func (o *ImportOptions) Validate() error {
+	var missing []string
+	if o.Spec.ClusterName == "" {
+		missing = append(missing, "--cluster")
+	}
+	if o.Spec.Namespace == "" {
+		missing = append(missing, "--remote-namespace")
+	}
+	if o.Spec.Name == "" {
+		missing = append(missing, "--service-account")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing %s (or use the short form CLUSTER/NAMESPACE/SERVICEACCOUNT)", strings.Join(missing, ", "))
+	}
+	return imports.ValidateSpec(o.Name, o.Spec)
+}
+
+// Run applies the import and, with --wait, waits for it.
+func (o *ImportOptions) Run(ctx context.Context) error {
+	ns := o.clients.Namespace
+	client := &imports.Client{Clients: o.clients}
+	sai, changed, err := client.Apply(ctx, ns, o.Name, o.Spec, o.Overwrite)
+	if err != nil {
+		return err
+	}
+	action := kube.Unchanged
+	if changed {
+		action = kube.Configured
+		if sai.Generation == 1 && sai.Status.ObservedGeneration == 0 {
+			action = kube.Created
+		}
+	}
+	if o.Wait {
+		o.ui.Step("waiting for the importer to issue a token for %s/%s…", ns, o.Name)
+		if sai, err = o.wait(ctx, client, sai, changed); err != nil {
+			return err
+		}
+		o.ui.Done("ready: token expires %s", expiresIn(sai, o.now()))
+	}
+	// Without -o, the name printer says what happened, as `kubectl apply` does.
+	o.printFlags.NamePrintFlags.Operation = string(action)
+	p, err := o.printFlags.ToPrinter()
+	if err != nil {
+		return err
+	}
+	if err := p.PrintObj(sai, o.Out); err != nil {
+		return err
+	}
+	if !o.printFlags.OutputFlagSpecified() {
+		o.ui.Info("Pods in namespace %s get it mounted at %s with the annotation:\n  %s: %s", ns, v1alpha1.MountPath(o.Name), v1alpha1.ImportNameKey, o.Name)
+	}
+	return nil
+}
+
+// wait waits for the importer's answer. An unchanged import that failed before is retried at
+// once: the importer backs off between retries and cannot see a grant made in the other cluster
+// since, so waiting for its next retry could take minutes.
+func (o *ImportOptions) wait(ctx context.Context, client *imports.Client, sai *v1alpha1.ServiceAccountImport, changed bool) (*v1alpha1.ServiceAccountImport, error) {
+	ns := o.clients.Namespace
+	if cond := imports.Ready(sai); !changed && cond != nil && cond.Status != metav1.ConditionTrue {
+		value, err := client.RequestRefresh(ctx, ns, o.Name, o.now())
+		if err != nil {
+			return nil, err
+		}
+		return client.WaitRefreshed(ctx, ns, o.Name, value, o.Timeout)
+	}
+	return client.WaitReady(ctx, ns, o.Name, o.Timeout, func(reason, message string) {
+		if reason != v1alpha1.ReasonTokenIssued {
+			o.ui.Warn("%s: %s", reason, message)
+		}
+	})
+}
+
+// expiresIn says when an import's token expires, relative to now.
+func expiresIn(sai *v1alpha1.ServiceAccountImport, now time.Time) string {
+	if sai.Status.ExpirationTimestamp == nil {
+		return "<unknown>"
+	}
+	d := sai.Status.ExpirationTimestamp.Sub(now)
+	if d < 0 {
+		return "expired " + duration.HumanDuration(-d) + " ago"
+	}
+	return "in " + duration.HumanDuration(d)
+}
