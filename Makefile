@@ -13,7 +13,7 @@ PKGS ?= ./...
 
 COMMANDS := $(wildcard plugin/cmd/* incluster/cmd/* incluster/examples/*)
 
-.PHONY: all help build testbin test unit verify generate lint golangci-lint tidy-check playground playground-stop clean node-prereqs maybe-node-prereqs docs
+.PHONY: all help build testbin test unit verify generate lint golangci-lint tidy-check playground playground-stop clean node-prereqs maybe-node-prereqs docs fuzz
 
 all: build
 
@@ -116,6 +116,18 @@ playground-stop:
 
 clean:
 	rm -rf $(BIN) .playground
+
+# How long `make fuzz` runs each fuzz target; their seed corpora run in every `go test`.
+FUZZTIME ?= 30s
+
+## fuzz: run every fuzz target (parsers of untrusted input) for FUZZTIME each; not part of `make test`
+fuzz:
+	@git ls-files -co --exclude-standard '*_test.go' | xargs grep -l '^func Fuzz' | while read -r f; do \
+	  for fn in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' "$$f"); do \
+	    echo "== $$fn ($$(dirname $$f), $(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) ./$$(dirname "$$f") || exit 1; \
+	  done; \
+	done
 
 include hack/dist.mk
 include hack/bench.mk

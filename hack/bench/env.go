@@ -178,10 +178,10 @@ func (e *env) setUpB(ctx context.Context) error {
 		e.log("creating %d service accounts in %s/%s", n, clusterB, ns)
 		if err := parallel(ctx, n, 16, func(ctx context.Context, i int) error {
 			_, err := e.bkube.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: saName(i)}}, metav1.CreateOptions{})
-			if apierrors.IsAlreadyExists(err) {
-				return nil
+			if err != nil && !apierrors.IsAlreadyExists(err) {
+				return err
 			}
-			return err
+			return e.f.Anchor(ctx, clusterA, clusterB, ns, saName(i))
 		}); err != nil {
 			return err
 		}

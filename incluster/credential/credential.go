@@ -159,8 +159,9 @@ func OwnerReference(imp *v1alpha1.ServiceAccountImport) metav1.OwnerReference {
 	return *metav1.NewControllerRef(imp, v1alpha1.GroupVersion.WithKind("ServiceAccountImport"))
 }
 
-// OwnedBy reports whether imp controls secret: only such a secret is the import's.
-func OwnedBy(secret *corev1.Secret, imp *v1alpha1.ServiceAccountImport) bool {
+// OwnedBy reports whether imp controls secret (a *corev1.Secret, or its metadata alone): only
+// such a secret is the import's.
+func OwnedBy(secret metav1.Object, imp *v1alpha1.ServiceAccountImport) bool {
 	ref := metav1.GetControllerOfNoCopy(secret)
 	if ref == nil || ref.UID != imp.UID || ref.Kind != "ServiceAccountImport" {
 		return false

@@ -64,13 +64,21 @@ type ServiceAccountImportStatus struct {
 	// +listType=atomic
 	Secrets []corev1.ObjectReference `json:"secrets,omitempty"`
 
-	// ExpirationTimestamp is when the current token expires.
+	// ExpirationTimestamp is when the current token expires, as the remote API server granted it.
+	// With LastRefreshTime and TokenGeneration it is the importer's refresh schedule: kept in the
+	// status, which only the importer writes, rather than on the secret, which whoever may edit
+	// secrets in the namespace could change.
 	// +optional
 	ExpirationTimestamp *metav1.Time `json:"expirationTimestamp,omitempty"`
 
 	// LastRefreshTime is when the current token was issued.
 	// +optional
 	LastRefreshTime *metav1.Time `json:"lastRefreshTime,omitempty"`
+
+	// TokenGeneration is the generation of the spec the current token was issued for: a new
+	// spec gets a new token.
+	// +optional
+	TokenGeneration int64 `json:"tokenGeneration,omitempty"`
 
 	// LastRefreshRequest is the value of the refresh-requested annotation that the importer
 	// last acted upon.

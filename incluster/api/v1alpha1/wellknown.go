@@ -33,13 +33,23 @@ const (
 	DefaultNamespace = "multicluster-service-account"
 )
 
-// Annotations of an import's secret in which the importer records the token it wrote. Only the
-// importer writes them.
+// Annotations of an import's secret in which earlier importers recorded the token's
+// schedule. Whoever may edit secrets in the import's namespace could edit them too, and so
+// postpone refreshes: the schedule is now in the import's status (lastRefreshTime,
+// expirationTimestamp, tokenGeneration); the importer never reads these and removes them from
+// the secrets it writes.
 const (
 	TokenIssuedAtAnnotation    = "multicluster.admiralty.io/token-issued-at"
 	TokenExpiresAtAnnotation   = "multicluster.admiralty.io/token-expires-at"
 	ImportGenerationAnnotation = "multicluster.admiralty.io/import-generation"
 )
+
+// SecretDigestAnnotation on an import's secret is a digest of what the importer wrote there
+// besides the token (the other keys, type and label). The importer caches secrets as metadata
+// only; this lets a restarted importer see, without reading every secret's data, that a
+// secret is current. It decides nothing else: any other change to the secret while the importer
+// runs makes it read the secret and rewrite what differs.
+const SecretDigestAnnotation = "multicluster.admiralty.io/secret-digest"
 
 // Labels and annotations of what `kubectl mcsa` writes in a remote cluster B (grants) and of
 // the secrets `kubectl mcsa export` prints.
@@ -53,6 +63,11 @@ const (
 	// importing clusters may import it: `A/ns1,A/ns2,C/*` (grammar: package incluster/grant).
 	// Without it, any namespace of a cluster granted the service account may import it.
 	AllowedImportersAnnotation = "multicluster.admiralty.io/allowed-importers"
+
+	// AnchorServiceAccountAnnotation on a grant's anchor (a Secret of B, package
+	// incluster/grant) names the service account, of the anchor's namespace, whose imported
+	// tokens are bound to it: deleting the anchor revokes every such token at once.
+	AnchorServiceAccountAnnotation = "multicluster.admiralty.io/anchor-for-service-account"
 
 	// ExportedFromAnnotation on an exported secret says `cluster/namespace/service account`.
 	ExportedFromAnnotation = "multicluster.admiralty.io/exported-from"
@@ -93,6 +108,10 @@ const (
 	ReasonInvalidSpec            = "InvalidSpec"
 	ReasonSecretConflict         = "SecretConflict"
 	ReasonPending                = "Pending"
+	// ReasonGrantAnchorMissing: the anchor Secret in B that the import's tokens are bound to
+	// does not exist (the grant was disallowed, or predates anchors); the importer never falls
+	// back to an unbound token.
+	ReasonGrantAnchorMissing = "GrantAnchorMissing"
 )
 
 const (

@@ -99,7 +99,8 @@ func main() {
 	if automountWebhook {
 		// The webhook's Service, Secret and registration live in the controller's namespace.
 		webhook.Namespace = imp.Namespace
-		// The manager's cache holds imports and only the importer's labelled secrets.
+		// The manager's cache holds imports and only the importer's labelled secrets, as
+		// metadata (importer.CacheOptions); the webhook reads nothing else of secrets.
 		webhook.Cache = mgr.GetCache()
 		if err := automount.Setup(mgr, webhook); err != nil {
 			log.Error(err, "Setting up the automount webhook")

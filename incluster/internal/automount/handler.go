@@ -39,10 +39,10 @@ const (
 
 // Handler mutates pod creations that ask for imports.
 //
-// It reads imports and their secrets from Cache when it has them, and otherwise directly from
-// the API server: a direct read is never stale, so an import created just before its pod is
-// found (the original's race), and a secret the cache does not hold (not labelled as an
-// import's) is still seen — as metadata only. A cache hit spares a pod creation the round trips
+// It reads imports and their secrets' metadata from Cache when it has them, and otherwise
+// directly from the API server: a direct read is never stale, so an import created just before
+// its pod is found (the original's race), and a secret the cache does not hold (not labelled as
+// an import's) is still seen. Secrets are read as metadata only, from either. A cache hit spares a pod creation the round trips
 // (six for three imports) that dominate its admission latency (docs/performance.md).
 type Handler struct {
 	// Reader must read from the API server directly.
@@ -154,20 +154,19 @@ func errored(err error) (admission.Response, string, string) {
 func (h *Handler) checkSecret(ctx context.Context, imp *v1alpha1.ServiceAccountImport) (string, error) {
 	name := v1alpha1.SecretName(imp.Name)
 	key := client.ObjectKey{Namespace: imp.Namespace, Name: name}
-	var secret metav1.Object
-	if cached := (&corev1.Secret{}); h.Cache != nil && h.Cache.Get(ctx, key, cached) == nil {
-		secret = cached
-	} else {
-		direct := &metav1.PartialObjectMetadata{}
-		direct.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-		err := h.Reader.Get(ctx, key, direct)
+	// Metadata only, from the cache as from the API server: ownership is all the check needs,
+	// and the controller's cache holds nothing else of secrets (importer.CacheOptions). Getting a
+	// *corev1.Secret from the cache would start an informer of whole secrets.
+	secret := &metav1.PartialObjectMetadata{}
+	secret.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	if h.Cache == nil || h.Cache.Get(ctx, key, secret) != nil {
+		err := h.Reader.Get(ctx, key, secret)
 		if apierrors.IsNotFound(err) {
 			return notWrittenWarning(imp, name), nil
 		}
 		if err != nil {
 			return "", err
 		}
-		secret = direct
 	}
 	owner := metav1.GetControllerOf(secret)
 	if owner == nil || owner.UID != imp.UID {

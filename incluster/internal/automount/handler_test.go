@@ -3,6 +3,7 @@ package automount
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -271,7 +272,9 @@ func TestHandleReadsCacheFirst(t *testing.T) {
 	foreign := importSecret(hijacked)
 	foreign.OwnerReferences, foreign.Labels = nil, nil
 	h := &Handler{
-		Cache:   fake.NewClientBuilder().WithScheme(s).WithObjects(cached, importSecret(cached), hijacked).Build(),
+		// The controller's cache holds secrets as metadata only: reading a whole secret from it
+		// would start an informer of whole secrets (importer.CacheOptions).
+		Cache:   metadataOnlySecrets{fake.NewClientBuilder().WithScheme(s).WithObjects(cached, importSecret(cached), hijacked).Build()},
 		Reader:  fake.NewClientBuilder().WithScheme(s).WithObjects(late, importSecret(late), hijacked, foreign).Build(),
 		Decoder: admission.NewDecoder(s),
 	}
@@ -300,4 +303,14 @@ func TestHandleReadsCacheFirst(t *testing.T) {
 			}
 		})
 	}
+}
+
+// metadataOnlySecrets is a cache that refuses to read whole secrets.
+type metadataOnlySecrets struct{ client.Reader }
+
+func (m metadataOnlySecrets) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if _, ok := obj.(*corev1.Secret); ok {
+		return errors.New("a whole secret read from the cache")
+	}
+	return m.Reader.Get(ctx, key, obj, opts...)
 }

@@ -40,9 +40,9 @@ type Options struct {
 	FieldOwner string
 	// Timing tunes certificate lifetimes and checks.
 	Timing servingcert.Timing
-	// Cache, when set, is read first (imports, and secrets as the cache holds them); a miss
-	// falls back to a direct read. Pass the manager's cache when it holds only the importer's
-	// labelled secrets (importer.CacheOptions); nil reads directly every time.
+	// Cache, when set, is read first (imports, and secrets' metadata); a miss falls back to a
+	// direct read. Pass the manager's cache when it holds only the importer's labelled secrets,
+	// as metadata (importer.CacheOptions); nil reads directly every time.
 	Cache client.Reader
 }
 

@@ -42,8 +42,10 @@ func (e *clusterUnknownError) Error() string {
 // from credentials are cached by the credential's version, so a renewed or replaced credential
 // is used at once and an unchanged one costs nothing.
 type clusters struct {
-	reader    client.Reader
-	namespace string
+	// reader reads the cache (imports, and secrets' metadata); apiReader the API server, for
+	// a credential's token, which the cache does not hold.
+	reader, apiReader client.Reader
+	namespace         string
 	// localName is this cluster's name for clusters without a credential (kubeconfig ones).
 	localName string
 	static    map[string]*remote
@@ -53,8 +55,8 @@ type clusters struct {
 	byName map[string]*remote
 }
 
-func newClusters(reader client.Reader, namespace, localName string, tweak func(*rest.Config)) *clusters {
-	return &clusters{reader: reader, namespace: namespace, localName: localName, tweak: tweak,
+func newClusters(reader, apiReader client.Reader, namespace, localName string, tweak func(*rest.Config)) *clusters {
+	return &clusters{reader: reader, apiReader: apiReader, namespace: namespace, localName: localName, tweak: tweak,
 		static: map[string]*remote{}, byName: map[string]*remote{}}
 }
 
@@ -75,23 +77,43 @@ func (c *clusters) get(ctx context.Context, name string) (*remote, error) {
 		c.forget(name)
 		return nil, &clusterUnknownError{name, fmt.Sprintf("ServiceAccountImport %s/%s names cluster %q, not %q", c.namespace, name, imp.Spec.ClusterName, name)}
 	}
-	secret := &corev1.Secret{}
-	if err := c.reader.Get(ctx, client.ObjectKey{Namespace: c.namespace, Name: v1alpha1.SecretName(name)}, secret); err != nil {
+	key := client.ObjectKey{Namespace: c.namespace, Name: v1alpha1.SecretName(name)}
+	notFound := &clusterUnknownError{name, fmt.Sprintf("secret %s not found", key)}
+	notOwned := &clusterUnknownError{name, fmt.Sprintf("secret %s is not controlled by ServiceAccountImport %s/%s", key, c.namespace, name)}
+	cached := newSecretMetadata()
+	if err := c.reader.Get(ctx, key, cached); err != nil {
 		if apierrors.IsNotFound(err) {
 			c.forget(name)
-			return nil, &clusterUnknownError{name, fmt.Sprintf("secret %s/%s not found", c.namespace, v1alpha1.SecretName(name))}
+			return nil, notFound
+		}
+		return nil, err
+	}
+	if !credential.OwnedBy(cached, imp) {
+		c.forget(name)
+		return nil, notOwned
+	}
+	if r := c.current(name, fmt.Sprintf("%s/%d", cached.ResourceVersion, imp.Generation)); r != nil {
+		return r, nil
+	}
+
+	// A new or changed credential: its token, which the cache does not hold, from the API server.
+	secret := &corev1.Secret{}
+	if err := c.apiReader.Get(ctx, key, secret); err != nil {
+		if apierrors.IsNotFound(err) {
+			c.forget(name)
+			return nil, notFound
 		}
 		return nil, err
 	}
 	if !credential.OwnedBy(secret, imp) {
 		c.forget(name)
-		return nil, &clusterUnknownError{name, fmt.Sprintf("secret %s/%s is not controlled by ServiceAccountImport %s/%s", c.namespace, secret.Name, c.namespace, name)}
+		return nil, notOwned
 	}
 	d := credential.Parse(secret.Data)
 	d.ClusterName = name
 	if err := d.Validate(); err != nil {
 		c.forget(name)
-		return nil, &clusterUnknownError{name, fmt.Sprintf("secret %s/%s: %v", c.namespace, secret.Name, err)}
+		return nil, &clusterUnknownError{name, fmt.Sprintf("secret %s: %v", key, err)}
 	}
 	version := fmt.Sprintf("%s/%d", secret.ResourceVersion, imp.Generation)
 
@@ -107,6 +129,16 @@ func (c *clusters) get(ctx context.Context, name string) (*remote, error) {
 	r.version = version
 	c.byName[name] = r
 	return r, nil
+}
+
+// current is the client of cluster name if it was built from version of its credential.
+func (c *clusters) current(name, version string) *remote {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r := c.byName[name]; r != nil && r.version == version {
+		return r
+	}
+	return nil
 }
 
 func (c *clusters) forget(name string) {

@@ -3,6 +3,8 @@ package importer_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path"
@@ -10,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,10 +22,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -66,7 +71,8 @@ func TestEndToEnd(t *testing.T) {
 		t.Run("secret of someone else", e.testSecretConflict)
 		t.Run("importer identity cannot be imported", e.testImporterIdentity)
 	})
-	// Alone: they stop and start the importer the others rely on.
+	// Alone: they move the importer's clock, or stop and start the importer the others rely on.
+	t.Run("secret edits cannot postpone a refresh", e.testSecretEditsCannotPostpone)
 	t.Run("controller restart mid-way", e.testRestart)
 	t.Run("out of cluster with kubeconfig clusters", e.testKubeconfigClusters)
 }
@@ -82,10 +88,25 @@ type env struct {
 	// bootstrapToken is the first token of the cluster credential, minted by B's admin.
 	bootstrapToken string
 	logs           *syncBuffer
+	// clock is the importer's, unless a test gives another.
+	clock *offsetClock
 
 	mu   sync.Mutex
 	stop func()
 }
+
+// offsetClock is the real clock moved by an offset that a test sets, so that the importer sees
+// a token's refresh come due without the test waiting for it.
+type offsetClock struct {
+	clock.RealClock
+	offset atomic.Int64
+}
+
+func (c *offsetClock) Now() time.Time                  { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *offsetClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
+
+// set makes the importer's now be t.
+func (c *offsetClock) set(t time.Time) { c.offset.Store(int64(time.Until(t))) }
 
 // newEnv starts A and B, installs kubectl-mcsa in A and bootstraps A's imports from B.
 func newEnv(t *testing.T) *env {
@@ -95,7 +116,7 @@ func newEnv(t *testing.T) *env {
 		Bootstrap: []fixture.Link{{Target: clusterA, Source: clusterB}},
 	})
 	a, b := f.Cluster(clusterA), f.Cluster(clusterB)
-	e := &env{f: f, a: a, b: b, ac: a.Client, akube: a.Clientset(), bkube: b.Clientset(), logs: &syncBuffer{},
+	e := &env{f: f, a: a, b: b, ac: a.Client, akube: a.Clientset(), bkube: b.Clientset(), logs: &syncBuffer{}, clock: &offsetClock{},
 		bootstrapToken: f.BootstrapToken(clusterA, clusterB)}
 	ctrl.SetLogger(zap.New(zap.WriteTo(e.logs), zap.UseDevMode(true)))
 	t.Cleanup(func() {
@@ -129,6 +150,9 @@ func (e *env) startImporter(t *testing.T, opts importer.Options) {
 	})
 	must(t, err)
 	opts.MaxRetryDelay = 2 * time.Second
+	if opts.Clock == nil {
+		opts.Clock = e.clock
+	}
 	must(t, importer.Setup(mgr, opts))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -459,6 +483,101 @@ func (e *env) testImporterIdentity(t *testing.T) {
 	}
 }
 
+// testSecretEditsCannotPostpone: a user of the import's namespace, who may edit its secret but
+// not its status, rewrites the secret's schedule annotations (which earlier importers trusted)
+// to postpone the refresh by a day. The importer refreshes when the token it issued is due all
+// the same, the import's expiry stays the token's own, and a forced refresh still works.
+func (e *env) testSecretEditsCannotPostpone(t *testing.T) {
+	ctx := t.Context()
+	defer e.clock.offset.Store(0)
+	const tenantNS = "tenant"
+	e.nsA(t, tenantNS)
+	tenant, err := e.a.Tenant(ctx, tenantNS, "alice")
+	must(t, err)
+	e.serviceAccountB(t, "teamt", "short", nil)
+	e.grantB(t, "teamt", "short")
+	imp := e.waitReason(t, e.createImport(t, tenantNS, "short", clusterB, "teamt", "short", ptr.To[int64](600)), v1alpha1.ReasonTokenIssued)
+	issued := imp.Status.LastRefreshTime.Time
+	token := string(e.secret(t, imp).Data[v1alpha1.SecretKeyToken])
+	if exp := jwtExpiry(t, token); !imp.Status.ExpirationTimestamp.Time.Equal(exp) || exp.Sub(issued) < 590*time.Second || exp.Sub(issued) > 610*time.Second {
+		t.Fatalf("status expiry %s, token expiry %s, issued %s: want the token's, 600 s after issue", imp.Status.ExpirationTimestamp, exp, issued)
+	}
+
+	// The tenant may not write the status, where the schedule is.
+	patch := client.RawPatch(types.MergePatchType, []byte(`{"status":{"expirationTimestamp":"2099-01-01T00:00:00Z"}}`))
+	if err := tenant.Status().Patch(ctx, imp.DeepCopy(), patch); !apierrors.IsForbidden(err) {
+		t.Fatalf("tenant patching the status: %v, want Forbidden", err)
+	}
+
+	// forge rewrites the secret's schedule as the tenant: a day-long token issued just now for
+	// the current spec. It returns once the importer has handled the edit (it removes those
+	// annotations), so that a reconcile is known to have run at the importer's current time.
+	forge := func() {
+		t.Helper()
+		now := e.clock.Now()
+		ann := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q,%q:%q,%q:"%d"}}}`,
+			v1alpha1.TokenIssuedAtAnnotation, now.UTC().Format(time.RFC3339),
+			v1alpha1.TokenExpiresAtAnnotation, now.Add(24*time.Hour).UTC().Format(time.RFC3339),
+			v1alpha1.ImportGenerationAnnotation, imp.Generation)
+		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: tenantNS, Name: v1alpha1.SecretName(imp.Name)}}
+		must(t, tenant.Patch(ctx, secret, client.RawPatch(types.MergePatchType, []byte(ann))))
+		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+			_, forged := e.secret(t, imp).Annotations[v1alpha1.TokenExpiresAtAnnotation]
+			return !forged, nil
+		})
+		if err != nil {
+			t.Fatalf("the importer did not handle the edited secret: its annotations stay %v; status %+v", e.secret(t, imp).Annotations, e.get(t, imp).Status)
+		}
+	}
+	unchanged := func(when string) {
+		t.Helper()
+		got := e.get(t, imp)
+		if !got.Status.LastRefreshTime.Time.Equal(issued) || !got.Status.ExpirationTimestamp.Time.Equal(imp.Status.ExpirationTimestamp.Time) {
+			t.Fatalf("%s: status issued %s expires %s, want %s and %s", when, got.Status.LastRefreshTime, got.Status.ExpirationTimestamp, issued, imp.Status.ExpirationTimestamp)
+		}
+		if string(e.secret(t, imp).Data[v1alpha1.SecretKeyToken]) != token {
+			t.Fatalf("%s: token refreshed", when)
+		}
+	}
+	forge()
+	unchanged("after the edit")
+
+	// 400 s into the 600 s token, before the refresh window (75 to 85 % of the lifetime).
+	e.clock.set(issued.Add(400 * time.Second))
+	forge()
+	unchanged("at 400 s")
+
+	// 520 s in, past the window: due, whatever the secret says.
+	e.clock.set(issued.Add(520 * time.Second))
+	forge()
+	imp = e.waitFor(t, imp, "refreshed on schedule", func(i *v1alpha1.ServiceAccountImport) bool {
+		return i.Status.LastRefreshTime != nil && i.Status.LastRefreshTime.After(issued)
+	})
+	e.clock.offset.Store(0)
+	renewed := string(e.secret(t, imp).Data[v1alpha1.SecretKeyToken])
+	if renewed == token {
+		t.Fatal("status moved, token did not")
+	}
+	if exp := jwtExpiry(t, renewed); !imp.Status.ExpirationTimestamp.Time.Equal(exp) {
+		t.Errorf("status expiry %s, the token's %s", imp.Status.ExpirationTimestamp, exp)
+	}
+
+	// A forced refresh, asked by the tenant after another edit, still works.
+	forge()
+	must(t, tenant.Patch(ctx, imp.DeepCopy(), client.RawPatch(types.MergePatchType,
+		fmt.Appendf(nil, `{"metadata":{"annotations":{%q:"tenant-asks"}}}`, v1alpha1.RefreshRequestedAnnotation))))
+	imp = e.waitFor(t, imp, "forced refresh acted upon", func(i *v1alpha1.ServiceAccountImport) bool {
+		return i.Status.LastRefreshRequest == "tenant-asks"
+	})
+	forced := string(e.secret(t, imp).Data[v1alpha1.SecretKeyToken])
+	if forced == renewed {
+		t.Fatal("same token after a forced refresh")
+	}
+	if exp := jwtExpiry(t, forced); !imp.Status.ExpirationTimestamp.Time.Equal(exp) {
+		t.Errorf("status expiry %s, the token's %s", imp.Status.ExpirationTimestamp, exp)
+	}
+}
+
 func (e *env) testRestart(t *testing.T) {
 	ctx := t.Context()
 	e.nsA(t, "restart")
@@ -530,6 +649,7 @@ func (e *env) testKubeconfigClusters(t *testing.T) {
 
 	e.nsA(t, "dev")
 	e.serviceAccountB(t, "teamdev", "ungranted", nil)
+	must(t, e.f.Anchor(t.Context(), clusterA, clusterB, "teamdev", "ungranted")) // tokens are bound to an anchor, whatever the credential
 	e.serviceAccountB(t, "teamdev", "restricted", map[string]string{v1alpha1.AllowedImportersAnnotation: clusterA + "/elsewhere"})
 	imp := e.waitReason(t, e.createImport(t, "dev", "ungranted", dev, "teamdev", "ungranted", nil), v1alpha1.ReasonTokenIssued)
 	s := e.secret(t, imp)
@@ -627,6 +747,30 @@ func (e *env) waitEvent(t *testing.T, imp *v1alpha1.ServiceAccountImport, reason
 	if err != nil {
 		t.Errorf("no %s event for %s/%s: %v", reason, imp.Namespace, imp.Name, err)
 	}
+}
+
+// get reads the import directly.
+func (e *env) get(t *testing.T, imp *v1alpha1.ServiceAccountImport) *v1alpha1.ServiceAccountImport {
+	t.Helper()
+	got := &v1alpha1.ServiceAccountImport{}
+	must(t, e.ac.Get(t.Context(), client.ObjectKeyFromObject(imp), got))
+	return got
+}
+
+// jwtExpiry is the expiry a service account token carries (its exp claim, unverified).
+func jwtExpiry(t *testing.T, token string) time.Time {
+	t.Helper()
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a JWT: %d parts", len(parts))
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	must(t, err)
+	var claims struct {
+		Exp int64 `json:"exp"`
+	}
+	must(t, json.Unmarshal(payload, &claims))
+	return time.Unix(claims.Exp, 0)
 }
 
 // secret returns the import's secret, read directly, or nil.

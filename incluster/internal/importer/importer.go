@@ -100,21 +100,41 @@ func (o *Options) defaults() error {
 	return nil
 }
 
-// CacheOptions restrict the manager's cache of secrets to those labelled as an import's, so
-// that the importer does not hold every secret of the cluster in memory, and keep no managed
-// fields. Pass them to the manager that Setup is given.
+// CacheOptions restrict the manager's cache of secrets to those labelled as an import's, and
+// keep no managed fields. Pass them to the manager that Setup is given.
+//
+// The importer watches secrets as metadata only (builder.OnlyMetadata: informers of
+// metav1.PartialObjectMetadata) and reads a secret's data from the API server when it needs it:
+// anyone who may create secrets can set the import label, so what the cache holds per labelled
+// secret must not depend on the secret's size. A transform dropping the data would not do: in
+// controller-runtime v0.25 and client-go v0.37 the transform runs once the informer's reflector
+// has received and decoded each object (the informer's FIFO applies it), so every labelled secret
+// would still come whole over the wire and be decoded at every list and watch event, a relist by
+// pages of up to 500 objects held at once (500 MiB of 1 MiB secrets). A metadata informer asks the
+// API server for PartialObjectMetadata (Accept: ...;as=PartialObjectMetadata), so secrets' data
+// never reaches the controller unless it reads one.
+//
+// The transform for secrets also drops data and string data, should a typed secret informer ever
+// be started (a Get of a *corev1.Secret through the manager's client or cache starts one): a
+// safety net for memory, not the mechanism.
 func CacheOptions() cache.Options {
 	labelled, err := labels.NewRequirement(v1alpha1.ImportNameKey, selection.Exists, nil)
 	if err != nil {
 		panic(err) // constant input
 	}
+	strip := cache.TransformStripManagedFields()
 	return cache.Options{
 		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {Label: labels.NewSelector().Add(*labelled)},
+			&corev1.Secret{}: {Label: labels.NewSelector().Add(*labelled), Transform: func(in any) (any, error) {
+				if s, ok := in.(*corev1.Secret); ok {
+					s.Data, s.StringData = nil, nil
+				}
+				return strip(in)
+			}},
 		},
 		// Nothing reads managed fields from the cache (an update without them keeps the
-		// server's), and they are a good part of each cached import and secret.
-		DefaultTransform: cache.TransformStripManagedFields(),
+		// server's), and they are a good part of each cached import and secret's metadata.
+		DefaultTransform: strip,
 	}
 }
 
@@ -127,6 +147,8 @@ type Reconciler struct {
 	clusters  *clusters
 	events    recorder.EventRecorder
 	opts      Options
+	// verified spares reading secrets' data when they are as the importer wrote them.
+	verified *verifiedSecrets
 }
 
 // Setup adds the importer's controller to mgr, whose cache must use CacheOptions.
@@ -135,7 +157,7 @@ func Setup(mgr manager.Manager, opts Options) error {
 		return err
 	}
 	c := client.WithFieldOwner(mgr.GetClient(), FieldManager)
-	cl := newClusters(mgr.GetClient(), opts.Namespace, opts.ClusterName, func(cfg *rest.Config) {
+	cl := newClusters(mgr.GetClient(), mgr.GetAPIReader(), opts.Namespace, opts.ClusterName, func(cfg *rest.Config) {
 		cfg.QPS, cfg.Burst, cfg.Timeout = opts.RemoteQPS, opts.RemoteBurst, opts.RemoteTimeout
 		cfg.UserAgent = FieldManager
 	})
@@ -154,6 +176,7 @@ func Setup(mgr manager.Manager, opts Options) error {
 		clusters:  cl,
 		events:    mgr.GetEventRecorder(FieldManager),
 		opts:      opts,
+		verified:  newVerifiedSecrets(),
 	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1alpha1.ServiceAccountImport{}, clusterNameField,
 		func(o client.Object) []string { return []string{o.(*v1alpha1.ServiceAccountImport).Spec.ClusterName} }); err != nil {
@@ -164,11 +187,12 @@ func Setup(mgr manager.Manager, opts Options) error {
 		// Not on status-only updates, which are the importer's own: reconciling on them from a
 		// cache that may not hold the new secret yet cost a redundant status patch per import.
 		For(&v1alpha1.ServiceAccountImport{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
-		// Nor on a secret's creation: only the importer creates secrets it owns.
-		Owns(&corev1.Secret{}, builder.WithPredicates(predicate.Funcs{CreateFunc: func(event.CreateEvent) bool { return false }})).
+		// Nor on a secret's creation: only the importer creates secrets it owns. Secrets are
+		// watched (and cached) as metadata only: see CacheOptions.
+		Owns(&corev1.Secret{}, builder.OnlyMetadata, builder.WithPredicates(predicate.Funcs{CreateFunc: func(event.CreateEvent) bool { return false }})).
 		// A credential appearing, changing or going away affects every import of its cluster:
 		// those waiting for it become ready without a restart. Its status does not matter.
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.importsOfCredential)).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.importsOfCredential), builder.OnlyMetadata).
 		Watches(&v1alpha1.ServiceAccountImport{}, handler.EnqueueRequestsFromMapFunc(r.importsOfCredential), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: opts.MaxConcurrentReconciles,
@@ -186,18 +210,16 @@ func (r *Reconciler) importsOfCredential(ctx context.Context, o client.Object) [
 	}
 	var cluster string
 	switch o := o.(type) {
-	case *corev1.Secret:
-		cluster = o.Labels[v1alpha1.ImportNameKey]
-		if o.Name != v1alpha1.SecretName(cluster) {
-			return nil
-		}
 	case *v1alpha1.ServiceAccountImport:
 		if !v1alpha1.IsClusterCredential(o, r.opts.Namespace) {
 			return nil
 		}
 		cluster = o.Name
-	default:
-		return nil
+	default: // a secret's metadata
+		cluster = o.GetLabels()[v1alpha1.ImportNameKey]
+		if o.GetName() != v1alpha1.SecretName(cluster) {
+			return nil
+		}
 	}
 	var list v1alpha1.ServiceAccountImportList
 	if err := r.client.List(ctx, &list, client.MatchingFields{clusterNameField: cluster}); err != nil {

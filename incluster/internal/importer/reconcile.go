@@ -2,8 +2,13 @@ package importer
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"sync"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -12,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -37,8 +43,9 @@ type outcome struct {
 	// grant or service account created later in the remote cluster).
 	retry        bool
 	requeueAfter time.Duration
-	// secret is the import's own secret, if any, and state the token it holds.
-	secret   *corev1.Secret
+	// secret is the import's own secret (its metadata at least), if any, and state the token it
+	// holds.
+	secret   metav1.Object
 	state    tokenState
 	hasState bool
 	// refreshed is set when a token was minted just now; attempted when minting was tried, so
@@ -66,7 +73,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if err != nil || out == nil {
 		return reconcile.Result{}, err
 	}
-	if err := r.report(ctx, out); err != nil {
+	reportCtx := ctx
+	if out.refreshed {
+		// A token was minted and stored: record its schedule even if the importer is stopping,
+		// or the restart would find the previous schedule and mint again.
+		var cancel context.CancelFunc
+		reportCtx, cancel = persisting(ctx)
+		defer cancel()
+	}
+	if err := r.report(reportCtx, out); err != nil {
 		return reconcile.Result{}, err
 	}
 	reconcileDuration.WithLabelValues(out.reason).Observe(r.opts.Clock.Since(start).Seconds())
@@ -78,6 +93,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 
 func (r *Reconciler) forget(req reconcile.Request) {
 	tokenExpiration.DeleteLabelValues(req.Namespace, req.Name)
+	r.verified.forget(req.NamespacedName)
 	if req.Namespace == r.opts.Namespace {
 		r.clusters.forget(req.Name)
 	}
@@ -98,19 +114,20 @@ func (r *Reconciler) reconcile(ctx context.Context, imp *v1alpha1.ServiceAccount
 	rem, err := r.clusters.get(ctx, imp.Spec.ClusterName)
 	if unknown := (*clusterUnknownError)(nil); errors.As(err, &unknown) {
 		// No retry: the credential's secret is watched, its arrival requeues this import.
-		st, ok := readTokenState(secret)
-		return &outcome{imp: imp, reason: v1alpha1.ReasonClusterUnknown, secret: secret, state: st, hasState: ok,
+		st, ok := readTokenState(imp, secret != nil)
+		return &outcome{imp: imp, reason: v1alpha1.ReasonClusterUnknown, secret: secretOrNil(secret), state: st, hasState: ok,
 			message: fmt.Sprintf("%v. Run `%s`.", unknown, grant.BootstrapCommand(r.clusters.importingCluster(ctx), imp.Spec.ClusterName))}, nil
 	} else if err != nil {
 		return nil, err
 	}
 
 	now := r.opts.Clock.Now()
-	st, hasState := readTokenState(secret)
+	st, hasState := readTokenState(imp, secret != nil)
 	trigger := refreshReason(imp, st, hasState, now)
 	if trigger != "" {
 		// About to mint a token: decide again on what the API server holds, not the cache, so
-		// that a cache lagging behind our last write does not trigger a second refresh.
+		// that a cache lagging behind our last write (of the status, which holds the schedule,
+		// or of the secret) does not trigger a second refresh.
 		fresh := &v1alpha1.ServiceAccountImport{}
 		if err := r.apiReader.Get(ctx, client.ObjectKeyFromObject(imp), fresh); err != nil {
 			if apierrors.IsNotFound(err) {
@@ -127,13 +144,39 @@ func (r *Reconciler) reconcile(ctx context.Context, imp *v1alpha1.ServiceAccount
 		} else if err != nil {
 			return nil, err
 		}
-		st, hasState = readTokenState(secret)
+		st, hasState = readTokenState(imp, secret != nil)
 		trigger = refreshReason(imp, st, hasState, now)
 	}
 	if trigger == "" {
 		return r.keep(ctx, imp, secret, st, rem, now)
 	}
-	return r.refresh(ctx, imp, secret, st, hasState, rem, trigger, now)
+	return r.refresh(ctx, imp, metadataSecret(secret), st, hasState, rem, trigger, now)
+}
+
+// persistTimeout bounds the writes that record a minted token when the importer is stopping.
+const persistTimeout = 10 * time.Second
+
+// persisting is ctx without its cancellation (its values kept), bounded by persistTimeout: for
+// the writes that must follow a TokenRequest.
+func persisting(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), persistTimeout)
+}
+
+// secretOrNil keeps a nil *metav1.PartialObjectMetadata from becoming a non-nil interface.
+func secretOrNil(s *metav1.PartialObjectMetadata) metav1.Object {
+	if s == nil {
+		return nil
+	}
+	return s
+}
+
+// metadataSecret is a secret of which only the metadata is known, or nil: what an update
+// starts from when it replaces all the data.
+func metadataSecret(s *metav1.PartialObjectMetadata) *corev1.Secret {
+	if s == nil {
+		return nil
+	}
+	return &corev1.Secret{ObjectMeta: *s.ObjectMeta.DeepCopy()}
 }
 
 // validate returns why the spec cannot be honored, or "".
@@ -153,10 +196,11 @@ func (r *Reconciler) conflict(imp *v1alpha1.ServiceAccountImport) *outcome {
 		message: fmt.Sprintf("Secret %s/%s exists and is not controlled by this import; the importer leaves it alone. Delete or rename it, or rename the import.", imp.Namespace, name)}
 }
 
-// ownedSecret returns the import's secret, nil if there is none, or errSecretConflict if a
-// secret of that name belongs to something else.
-func (r *Reconciler) ownedSecret(ctx context.Context, reader client.Reader, imp *v1alpha1.ServiceAccountImport) (*corev1.Secret, error) {
-	s := &corev1.Secret{}
+// ownedSecret returns the metadata of the import's secret (read from the cache, which holds
+// nothing else, or from the API server), nil if there is none, or errSecretConflict if a secret of
+// that name belongs to something else.
+func (r *Reconciler) ownedSecret(ctx context.Context, reader client.Reader, imp *v1alpha1.ServiceAccountImport) (*metav1.PartialObjectMetadata, error) {
+	s := newSecretMetadata()
 	if err := reader.Get(ctx, client.ObjectKey{Namespace: imp.Namespace, Name: v1alpha1.SecretName(imp.Name)}, s); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, nil
@@ -170,15 +214,41 @@ func (r *Reconciler) ownedSecret(ctx context.Context, reader client.Reader, imp 
 }
 
 // keep keeps the current token, refreshing the rest of the secret (the cluster's server or CA
-// may have changed), and schedules the next refresh.
-func (r *Reconciler) keep(ctx context.Context, imp *v1alpha1.ServiceAccountImport, secret *corev1.Secret, st tokenState, rem *remote, now time.Time) (*outcome, error) {
-	d := r.data(imp, rem, string(secret.Data[v1alpha1.SecretKeyToken]))
-	secret, err := r.writeSecret(ctx, imp, secret, d, st)
+// may have changed, or someone else the secret), and schedules the next refresh.
+//
+// The cache holds the secret's metadata only. The secret's data is read from the API server, and
+// rewritten where it differs, only when the secret may not be what the importer wrote: it changed
+// since this process wrote or read it, or, for a secret this process has not seen yet (after a
+// restart), its digest annotation does not match what the importer would write now.
+func (r *Reconciler) keep(ctx context.Context, imp *v1alpha1.ServiceAccountImport, secret *metav1.PartialObjectMetadata, st tokenState, rem *remote, now time.Time) (*outcome, error) {
+	out := &outcome{imp: imp, reason: v1alpha1.ReasonTokenIssued, message: r.readyMessage(imp, st),
+		secret: secret, state: st, hasState: true, requeueAfter: refreshAt(st, string(imp.UID)).Sub(now)}
+	want, err := r.desiredSecret(imp, rem, "")
 	if err != nil {
 		return nil, err
 	}
-	return &outcome{imp: imp, reason: v1alpha1.ReasonTokenIssued, message: r.readyMessage(imp, st),
-		secret: secret, state: st, hasState: true, requeueAfter: refreshAt(st, string(imp.UID)).Sub(now)}, nil
+	key := client.ObjectKeyFromObject(imp)
+	if r.verified.current(key, imp.UID, secret, want.Annotations[v1alpha1.SecretDigestAnnotation]) {
+		return out, nil
+	}
+	full := &corev1.Secret{}
+	if err := r.apiReader.Get(ctx, client.ObjectKeyFromObject(secret), full); err != nil {
+		return nil, err // gone meanwhile: the retry finds no secret and issues a token
+	}
+	if !credential.OwnedBy(full, imp) {
+		return r.conflict(imp), nil
+	}
+	token := string(full.Data[v1alpha1.SecretKeyToken])
+	if token == "" {
+		// Emptied by someone else: the schedule describes a token that is no longer there.
+		return r.refresh(ctx, imp, full, st, false, rem, refreshNoSecret, now)
+	}
+	written, err := r.writeSecret(ctx, imp, full, r.data(imp, rem, token))
+	if err != nil {
+		return nil, err
+	}
+	out.secret = written
+	return out, nil
 }
 
 // refresh mints a token and stores it. The previous token stays valid until it expires, so
@@ -190,10 +260,23 @@ func (r *Reconciler) refresh(ctx context.Context, imp *v1alpha1.ServiceAccountIm
 			return nil, ctx.Err() // shutting down: the remote cluster is not at fault
 		}
 		refreshFailures.WithLabelValues(imp.Spec.ClusterName, reason).Inc()
+		if refused(reason) && !v1alpha1.IsClusterCredential(imp, r.opts.Namespace) && secret != nil {
+			// B refused: the token it issued before must not stay mounted as if it were current.
+			cleared, err := r.clearToken(ctx, imp, secret)
+			if err != nil {
+				return nil, err
+			}
+			secret, hasState = cleared, false
+			message += fmt.Sprintf(" The importer removed the token from secret %s/%s.", imp.Namespace, secret.Name)
+		}
 		if hasState && now.Before(st.expires) {
 			message += fmt.Sprintf(" The current token stays valid until %s.", st.expires.UTC().Format(time.RFC3339))
 		}
-		return &outcome{imp: imp, reason: reason, message: message, retry: true, secret: secret, state: st, hasState: hasState, attempted: true}, nil
+		out := &outcome{imp: imp, reason: reason, message: message, retry: true, state: st, hasState: hasState, attempted: true}
+		if secret != nil {
+			out.secret = secret
+		}
+		return out, nil
 	}
 	sa := client.ObjectKey{Namespace: imp.Spec.Namespace, Name: imp.Spec.Name}
 	importing := rem.importingCluster
@@ -222,19 +305,31 @@ func (r *Reconciler) refresh(ctx context.Context, imp *v1alpha1.ServiceAccountIm
 	}
 
 	refreshAttempts.WithLabelValues(imp.Spec.ClusterName, trigger).Inc()
-	issued := time.Unix(now.Unix(), 0) // the secret records seconds; keep the schedule identical after a restart
+	issued := time.Unix(now.Unix(), 0) // the status records seconds; keep the schedule identical after a restart
 	seconds := int64(r.opts.DefaultTokenLifetime / time.Second)
 	if imp.Spec.ExpirationSeconds != nil {
 		seconds = *imp.Spec.ExpirationSeconds
 	}
+	if rem.importingCluster == "" {
+		// Tokens are bound to the anchor of this cluster's grant, named after this cluster.
+		return failed(v1alpha1.ReasonGrantAnchorMissing, fmt.Sprintf(
+			"This cluster's name in cluster %s is unknown (set --cluster-name): the importer cannot name the anchor its tokens are bound to.", imp.Spec.ClusterName))
+	}
+	// Never an unbound token: deleting the anchor in B must revoke every token issued under the grant.
 	tr, err := rem.client.CoreV1().ServiceAccounts(sa.Namespace).CreateToken(ctx, sa.Name, &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{Audiences: imp.Spec.Audiences, ExpirationSeconds: ptr.To(seconds)},
+		Spec: authenticationv1.TokenRequestSpec{Audiences: imp.Spec.Audiences, ExpirationSeconds: ptr.To(seconds),
+			BoundObjectRef: grant.BoundObjectRef(rem.importingCluster, sa.Name)},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		return failed(r.remoteFailure(imp, importing, err))
 	}
 	next := tokenState{issued: issued, expires: tr.Status.ExpirationTimestamp.Time, generation: imp.Generation}
-	written, err := r.writeSecret(ctx, imp, secret, r.data(imp, rem, tr.Status.Token), next)
+	// The token exists now: store it even if the importer is stopping (Reconcile then records
+	// its schedule the same way), so that a restart does not mint it again. Only a crash between
+	// the two writes costs one more refresh.
+	persistCtx, cancel := persisting(ctx)
+	defer cancel()
+	written, err := r.writeSecret(persistCtx, imp, secret, r.data(imp, rem, tr.Status.Token))
 	if err != nil {
 		// The token is lost, not leaked: it was never stored. The retry mints another.
 		return nil, err
@@ -260,6 +355,12 @@ func (r *Reconciler) remoteFailure(imp *v1alpha1.ServiceAccountImport, importing
 	bootstrap := grant.BootstrapCommand(importing, b)
 	cred := v1alpha1.IsClusterCredential(imp, r.opts.Namespace)
 	switch {
+	case anchorMissing(err) && cred:
+		return v1alpha1.ReasonGrantAnchorMissing, fmt.Sprintf("The anchor of the importer's own tokens, secret %s/%s in cluster %s, does not exist (deleted, or bootstrap predates anchors); the importer requests no unbound token: run `%s`.",
+			imp.Spec.Namespace, grant.AnchorName(importing, imp.Spec.Name), b, bootstrap)
+	case anchorMissing(err):
+		return v1alpha1.ReasonGrantAnchorMissing, fmt.Sprintf("The anchor of cluster %s's tokens of service account %s, secret %s/%s in cluster %s, does not exist (the grant was disallowed or is being revoked, or predates anchors); the importer requests no unbound token. To re-create it, run `%s`.",
+			importing, sa, imp.Spec.Namespace, grant.AnchorName(importing, imp.Spec.Name), b, grant.AllowCommand(importing, b, imp.Spec.Namespace, imp.Spec.Name))
 	case apierrors.IsForbidden(err) && cred:
 		return v1alpha1.ReasonForbidden, fmt.Sprintf("Cluster %s forbids the importer to renew its own token (service account %s): run `%s`.", b, sa, bootstrap)
 	case apierrors.IsForbidden(err):
@@ -276,6 +377,55 @@ func (r *Reconciler) remoteFailure(imp *v1alpha1.ServiceAccountImport, importing
 	}
 }
 
+// anchorMissing tells whether a TokenRequest failed because the Secret its token was to be bound
+// to does not exist (rather than the service account).
+func anchorMissing(err error) bool {
+	var status apierrors.APIStatus
+	if !apierrors.IsNotFound(err) || !errors.As(err, &status) {
+		return false
+	}
+	d := status.Status().Details
+	return d != nil && d.Kind == "secrets"
+}
+
+// refused tells whether a failure reason is B refusing the import (as opposed to B being
+// unreachable, or the service account not existing yet): the token issued before is then
+// removed from the import's secret at once.
+func refused(reason string) bool {
+	switch reason {
+	case v1alpha1.ReasonForbidden, v1alpha1.ReasonNamespaceNotAllowed, v1alpha1.ReasonGrantAnchorMissing:
+		return true
+	}
+	return false
+}
+
+// clearToken removes the token from the import's secret, keeping the secret (and so the
+// webhook's checks and the pods' mounts) and its other keys: the client library and anything
+// reading the token file then fail clearly ("file token is missing") instead of sending a
+// token B refuses or may revoke. It returns the secret as written.
+func (r *Reconciler) clearToken(ctx context.Context, imp *v1alpha1.ServiceAccountImport, secret *corev1.Secret) (*corev1.Secret, error) {
+	full := &corev1.Secret{}
+	if err := r.apiReader.Get(ctx, client.ObjectKeyFromObject(secret), full); err != nil {
+		if apierrors.IsNotFound(err) {
+			return secret, nil
+		}
+		return nil, err
+	}
+	if !credential.OwnedBy(full, imp) {
+		return secret, nil
+	}
+	r.verified.forget(client.ObjectKeyFromObject(imp))
+	if _, ok := full.Data[v1alpha1.SecretKeyToken]; !ok {
+		return full, nil
+	}
+	delete(full.Data, v1alpha1.SecretKeyToken)
+	if err := r.client.Update(ctx, full); err != nil {
+		return nil, err
+	}
+	logf.FromContext(ctx).Info("Token removed from the import's secret", "secret", full.Name)
+	return full, nil
+}
+
 func (r *Reconciler) data(imp *v1alpha1.ServiceAccountImport, rem *remote, token string) credential.Data {
 	return credential.Data{ClusterName: imp.Spec.ClusterName, Server: rem.server, CAData: rem.caData, Namespace: imp.Spec.Namespace, Token: token}
 }
@@ -288,14 +438,50 @@ func (r *Reconciler) readyMessage(imp *v1alpha1.ServiceAccountImport, st tokenSt
 	return fmt.Sprintf("Token of service account %s/%s of cluster %s expires at %s.", imp.Spec.Namespace, imp.Spec.Name, imp.Spec.ClusterName, exp)
 }
 
-// writeSecret creates the import's secret or updates it (optimistically: a concurrent change
-// makes the update fail and the reconcile retry), leaving labels and annotations of others.
-func (r *Reconciler) writeSecret(ctx context.Context, imp *v1alpha1.ServiceAccountImport, existing *corev1.Secret, d credential.Data, st tokenState) (*corev1.Secret, error) {
+// desiredSecret is the import's secret as the importer writes it, with its digest annotation;
+// without a token (""), only for its digest.
+func (r *Reconciler) desiredSecret(imp *v1alpha1.ServiceAccountImport, rem *remote, token string) (*corev1.Secret, error) {
+	d := r.data(imp, rem, token)
+	if token == "" {
+		d.Token = "-" // not part of the digest; credential.Data requires one
+	}
 	desired, err := credential.NewSecret(imp, d)
 	if err != nil {
 		return nil, err
 	}
-	st.annotate(desired)
+	desired.Annotations = map[string]string{v1alpha1.SecretDigestAnnotation: secretDigest(desired)}
+	return desired, nil
+}
+
+// secretDigest is a digest of what the importer writes in a secret besides the token.
+func secretDigest(s *corev1.Secret) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "type=%q label=%q", s.Type, s.Labels[v1alpha1.ImportNameKey])
+	keys := slices.Sorted(maps.Keys(s.Data))
+	for _, k := range keys {
+		if k != v1alpha1.SecretKeyToken {
+			fmt.Fprintf(h, " %q=%q", k, s.Data[k])
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// legacyAnnotations are the schedule annotations of earlier importers: never read, removed on
+// every write so that nobody mistakes them for the schedule.
+var legacyAnnotations = []string{v1alpha1.TokenIssuedAtAnnotation, v1alpha1.TokenExpiresAtAnnotation, v1alpha1.ImportGenerationAnnotation}
+
+// writeSecret creates the import's secret or updates it (optimistically: a concurrent change
+// makes the update fail and the reconcile retry), leaving labels and annotations of others.
+// existing holds data when it was read from the API server (keep), and then the secret is
+// updated only where it differs; with metadata only (a new token), all data is replaced.
+func (r *Reconciler) writeSecret(ctx context.Context, imp *v1alpha1.ServiceAccountImport, existing *corev1.Secret, d credential.Data) (*corev1.Secret, error) {
+	desired, err := credential.NewSecret(imp, d)
+	if err != nil {
+		return nil, err
+	}
+	digest := secretDigest(desired)
+	desired.Annotations = map[string]string{v1alpha1.SecretDigestAnnotation: digest}
+	key := client.ObjectKeyFromObject(imp)
 	if existing == nil {
 		if err := r.client.Create(ctx, desired); err != nil {
 			if apierrors.IsAlreadyExists(err) {
@@ -305,21 +491,33 @@ func (r *Reconciler) writeSecret(ctx context.Context, imp *v1alpha1.ServiceAccou
 			}
 			return nil, err
 		}
+		r.verified.record(key, imp.UID, desired, digest)
 		return desired, nil
 	}
 	updated := existing.DeepCopy()
 	updated.Data = desired.Data
+	if updated.Type == "" {
+		updated.Type = desired.Type // known from metadata only; the API server's default too
+	}
 	if updated.Labels == nil {
 		updated.Labels = map[string]string{}
 	}
 	updated.Labels[v1alpha1.ImportNameKey] = v1alpha1.SecretLabelValue(imp.Name)
-	st.annotate(updated)
+	if updated.Annotations == nil {
+		updated.Annotations = map[string]string{}
+	}
+	updated.Annotations[v1alpha1.SecretDigestAnnotation] = digest
+	for _, a := range legacyAnnotations {
+		delete(updated.Annotations, a)
+	}
 	if equality.Semantic.DeepEqual(existing, updated) {
+		r.verified.record(key, imp.UID, existing, digest)
 		return existing, nil
 	}
 	if err := r.client.Update(ctx, updated); err != nil {
 		return nil, err
 	}
+	r.verified.record(key, imp.UID, updated, digest)
 	return updated, nil
 }
 
@@ -337,11 +535,11 @@ func (r *Reconciler) report(ctx context.Context, out *outcome) error {
 	meta.SetStatusCondition(&status.Conditions, cond)
 	status.Secrets = nil
 	if out.secret != nil {
-		status.Secrets = []corev1.ObjectReference{{Name: out.secret.Name}}
+		status.Secrets = []corev1.ObjectReference{{Name: out.secret.GetName()}}
 	}
-	status.ExpirationTimestamp, status.LastRefreshTime = nil, nil
+	status.ExpirationTimestamp, status.LastRefreshTime, status.TokenGeneration = nil, nil, 0
 	if out.hasState {
-		status.ExpirationTimestamp, status.LastRefreshTime = &metav1.Time{Time: out.state.expires}, &metav1.Time{Time: out.state.issued}
+		out.state.record(status)
 		tokenExpiration.WithLabelValues(imp.Namespace, imp.Name).Set(float64(out.state.expires.Unix()))
 	} else {
 		tokenExpiration.DeleteLabelValues(imp.Namespace, imp.Name)
@@ -358,4 +556,59 @@ func (r *Reconciler) report(ctx context.Context, out *outcome) error {
 	patch := client.MergeFrom(imp.DeepCopy())
 	imp.Status = *status
 	return r.client.Status().Patch(ctx, imp, patch)
+}
+
+// newSecretMetadata is a secret's metadata, to be read from the cache (which holds nothing else of
+// secrets) or from the API server.
+func newSecretMetadata() *metav1.PartialObjectMetadata {
+	s := &metav1.PartialObjectMetadata{}
+	s.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	return s
+}
+
+// verifiedSecrets remembers, per import, the version of its secret that this process last wrote
+// or read whole, and the digest it then had: while both match, the secret is what the importer
+// would write, and the importer need not read its data. It is lost on restart, and then the
+// digest annotation stands in for it.
+type verifiedSecrets struct {
+	mu     sync.Mutex
+	byName map[types.NamespacedName]verifiedSecret
+}
+
+type verifiedSecret struct {
+	importUID               types.UID
+	resourceVersion, digest string
+}
+
+func newVerifiedSecrets() *verifiedSecrets {
+	return &verifiedSecrets{byName: map[types.NamespacedName]verifiedSecret{}}
+}
+
+// current tells whether secret, as the cache holds it, is what the importer would write now
+// (digest): unchanged since this process wrote or read it whole, or, for a secret this process has
+// not seen, recorded as that by the digest annotation (then remembered).
+func (v *verifiedSecrets) current(key types.NamespacedName, importUID types.UID, secret metav1.Object, digest string) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if seen, ok := v.byName[key]; ok && seen.importUID == importUID {
+		return seen.resourceVersion == secret.GetResourceVersion() && seen.digest == digest
+	}
+	if secret.GetAnnotations()[v1alpha1.SecretDigestAnnotation] != digest {
+		return false
+	}
+	v.byName[key] = verifiedSecret{importUID: importUID, resourceVersion: secret.GetResourceVersion(), digest: digest}
+	return true
+}
+
+// record remembers secret, just written or read whole, as current with digest.
+func (v *verifiedSecrets) record(key types.NamespacedName, importUID types.UID, secret metav1.Object, digest string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.byName[key] = verifiedSecret{importUID: importUID, resourceVersion: secret.GetResourceVersion(), digest: digest}
+}
+
+func (v *verifiedSecrets) forget(key types.NamespacedName) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	delete(v.byName, key)
 }

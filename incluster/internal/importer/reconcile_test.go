@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	k8sfake "k8s.io/client-go/kubernetes/fake"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	clienttesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/events"
 	clocktesting "k8s.io/utils/clock/testing"
@@ -44,8 +45,14 @@ type fixture struct {
 	requested []int64
 	// remoteErr, if set, fails every remote call.
 	remoteErr error
-	events    *events.FakeRecorder
-	r         *Reconciler
+	// onMint, if set, runs when the remote mints a token.
+	onMint func()
+	events *events.FakeRecorder
+	r      *Reconciler
+	// secretReads counts whole secrets read from the API server (the cache holds metadata only).
+	secretReads int
+	// ca is the remote cluster's CA the importer knows.
+	ca string
 }
 
 const (
@@ -74,6 +81,7 @@ func newFixture(t *testing.T, objs ...client.Object) *fixture {
 		clock:   clocktesting.NewFakeClock(t0),
 		granted: time.Hour,
 		events:  events.NewFakeRecorder(100),
+		ca:      "CA",
 	}
 	minted := 0
 	f.remote.PrependReactor("*", "*", func(a clienttesting.Action) (bool, runtime.Object, error) {
@@ -86,6 +94,9 @@ func newFixture(t *testing.T, objs ...client.Object) *fixture {
 		tr := a.(clienttesting.CreateAction).GetObject().(*authenticationv1.TokenRequest)
 		f.requested = append(f.requested, *tr.Spec.ExpirationSeconds)
 		minted++
+		if f.onMint != nil {
+			f.onMint()
+		}
 		return true, &authenticationv1.TokenRequest{Status: authenticationv1.TokenRequestStatus{
 			Token:               fmt.Sprintf("token-%d", minted),
 			ExpirationTimestamp: metav1.NewTime(f.clock.Now().Add(f.granted).Truncate(time.Second)),
@@ -101,9 +112,68 @@ func (f *fixture) restart() {
 	if err := opts.defaults(); err != nil {
 		f.t.Fatal(err)
 	}
-	cl := newClusters(f.local, opts.Namespace, "", nil)
-	cl.static["cluster2"] = &remote{server: "https://cluster2.example", caData: []byte("CA"), importingCluster: "cluster1", client: f.remote}
-	f.r = &Reconciler{client: f.local, apiReader: f.local, clusters: cl, events: f.events, opts: opts}
+	cache, api := metadataCache{f.local}, &countingReader{Reader: f.local, secrets: &f.secretReads}
+	cl := newClusters(cache, api, opts.Namespace, "", func(*rest.Config) {})
+	cl.static["cluster2"] = &remote{server: "https://cluster2.example", caData: []byte(f.ca), importingCluster: "cluster1", client: f.remote}
+	f.r = &Reconciler{client: cache, apiReader: api, clusters: cl, events: f.events, opts: opts, verified: newVerifiedSecrets()}
+}
+
+// metadataCache stands for the manager's cache, which holds secrets as metadata only: it
+// refuses to read whole secrets.
+type metadataCache struct{ client.WithWatch }
+
+func (c metadataCache) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if _, ok := obj.(*corev1.Secret); ok {
+		return fmt.Errorf("secret %s read whole from the cache, which holds metadata only", key)
+	}
+	return c.WithWatch.Get(ctx, key, obj, opts...)
+}
+
+func (c metadataCache) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	if _, ok := list.(*corev1.SecretList); ok {
+		return errors.New("secrets listed whole from the cache, which holds metadata only")
+	}
+	return c.WithWatch.List(ctx, list, opts...)
+}
+
+// Writes fail once their context is done, as a real client's do (the fake client's do not).
+
+func (c metadataCache) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return c.WithWatch.Create(ctx, obj, opts...)
+}
+
+func (c metadataCache) Update(ctx context.Context, obj client.Object, opts ...client.UpdateOption) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return c.WithWatch.Update(ctx, obj, opts...)
+}
+
+func (c metadataCache) Status() client.SubResourceWriter { return ctxStatus{c.WithWatch.Status()} }
+
+type ctxStatus struct{ client.SubResourceWriter }
+
+func (s ctxStatus) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.SubResourceWriter.Patch(ctx, obj, patch, opts...)
+}
+
+// countingReader reads the API server, counting the whole secrets read.
+type countingReader struct {
+	client.Reader
+	secrets *int
+}
+
+func (c *countingReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if _, ok := obj.(*corev1.Secret); ok {
+		*c.secrets++
+	}
+	return c.Reader.Get(ctx, key, obj, opts...)
 }
 
 // reconcile reconciles the import under test, testImport in testNS, which get, secret and ready
@@ -394,8 +464,11 @@ func TestImportsOfCredential(t *testing.T) {
 	}
 }
 
-func credSecret(ns, name, label string) *corev1.Secret {
-	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{v1alpha1.ImportNameKey: label}}}
+// credSecret is a secret's metadata, as the importer watches secrets.
+func credSecret(ns, name, label string) *metav1.PartialObjectMetadata {
+	s := newSecretMetadata()
+	s.Namespace, s.Name, s.Labels = ns, name, map[string]string{v1alpha1.ImportNameKey: label}
+	return s
 }
 
 // wantEvents checks that the events recorded so far start with the given type and reason
@@ -413,5 +486,280 @@ func wantEvents(t *testing.T, rec *events.FakeRecorder, want ...string) {
 		if !strings.HasPrefix(got[i], want[i]+" ") {
 			t.Errorf("event %d = %q, want %q", i, got[i], want[i])
 		}
+	}
+}
+
+// TestSecretEditsDoNotMoveTheSchedule: whoever may edit the import's secret (its namespace's
+// users) cannot postpone the refresh nor change the expiry the import reports; the importer
+// repairs what it wrote and refreshes on the schedule its status holds.
+func TestSecretEditsDoNotMoveTheSchedule(t *testing.T) {
+	postpone := func(generation string) func(*corev1.Secret) {
+		return func(s *corev1.Secret) {
+			s.Annotations[v1alpha1.TokenIssuedAtAnnotation] = t0.Add(time.Minute).Format(time.RFC3339)
+			s.Annotations[v1alpha1.TokenExpiresAtAnnotation] = t0.Add(24 * time.Hour).Format(time.RFC3339)
+			s.Annotations[v1alpha1.ImportGenerationAnnotation] = generation
+		}
+	}
+	tests := []struct {
+		name string
+		edit func(*corev1.Secret)
+		// refreshedNow: the edit itself calls for a new token (the token is gone).
+		refreshedNow bool
+	}{
+		{name: "schedule annotations say a day-long token issued a minute ago", edit: postpone("1")},
+		{name: "schedule annotations claim a newer spec", edit: postpone("99")},
+		{name: "digest annotation forged", edit: func(s *corev1.Secret) { s.Annotations[v1alpha1.SecretDigestAnnotation] = "0" }},
+		{name: "server rewritten", edit: func(s *corev1.Secret) { s.Data[v1alpha1.SecretKeyServer] = []byte("https://evil.example") }},
+		{name: "token emptied", edit: func(s *corev1.Secret) { s.Data[v1alpha1.SecretKeyToken] = nil }, refreshedNow: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, newImport(testImport, "cluster2", "team", "sa"))
+			f.granted = 10 * time.Minute
+			res, err := f.reconcile()
+			if err != nil {
+				t.Fatal(err)
+			}
+			due := t0.Add(res.RequeueAfter)
+			written := f.secret()
+
+			f.clock.Step(time.Minute)
+			edited := written.DeepCopy()
+			if edited.Annotations == nil {
+				edited.Annotations = map[string]string{}
+			}
+			tt.edit(edited)
+			if err := f.local.Update(context.Background(), edited); err != nil {
+				t.Fatal(err)
+			}
+			// The edit's event.
+			res, err = f.reconcile()
+			if err != nil {
+				t.Fatal(err)
+			}
+			imp, s := f.get(), f.secret()
+			wantTokens, issued := 1, t0
+			if tt.refreshedNow {
+				wantTokens, issued, due = 2, t0.Add(time.Minute), t0.Add(time.Minute).Add(res.RequeueAfter)
+			}
+			if len(f.requested) != wantTokens {
+				t.Fatalf("%d tokens minted after the edit, want %d", len(f.requested), wantTokens)
+			}
+			if !imp.Status.LastRefreshTime.Time.Equal(issued) || !imp.Status.ExpirationTimestamp.Time.Equal(issued.Add(10*time.Minute)) {
+				t.Errorf("status says issued %s, expires %s; want the token's own %s and %s",
+					imp.Status.LastRefreshTime, imp.Status.ExpirationTimestamp, issued, issued.Add(10*time.Minute))
+			}
+			if got := t0.Add(time.Minute).Add(res.RequeueAfter); !got.Equal(due) {
+				t.Errorf("next refresh at %s, want %s", got, due)
+			}
+			// Repaired: the importer's data and digest back, the old schedule annotations gone.
+			for _, a := range legacyAnnotations {
+				if v, ok := s.Annotations[a]; ok {
+					t.Errorf("secret keeps annotation %s=%q", a, v)
+				}
+			}
+			if s.Annotations[v1alpha1.SecretDigestAnnotation] != secretDigest(s) || string(s.Data[v1alpha1.SecretKeyServer]) != "https://cluster2.example" ||
+				string(s.Data[v1alpha1.SecretKeyToken]) != fmt.Sprintf("token-%d", wantTokens) {
+				t.Errorf("secret not repaired: annotations %v, server %q, token %q", s.Annotations, s.Data[v1alpha1.SecretKeyServer], s.Data[v1alpha1.SecretKeyToken])
+			}
+
+			// Refreshed when the status' schedule says, not later.
+			f.clock.SetTime(due.Add(-time.Second))
+			if _, err := f.reconcile(); err != nil {
+				t.Fatal(err)
+			}
+			if len(f.requested) != wantTokens {
+				t.Fatalf("refreshed before the schedule: %d tokens", len(f.requested))
+			}
+			f.clock.SetTime(due)
+			if _, err := f.reconcile(); err != nil {
+				t.Fatal(err)
+			}
+			if len(f.requested) != wantTokens+1 {
+				t.Fatalf("not refreshed at %s, as scheduled: %d tokens", due, len(f.requested))
+			}
+		})
+	}
+}
+
+// TestStatusLost: an import whose status was wiped refreshes once, then keeps its new schedule.
+func TestStatusLost(t *testing.T) {
+	f := newFixture(t, newImport(testImport, "cluster2", "team", "sa"))
+	if _, err := f.reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	imp := f.get()
+	imp.Status = v1alpha1.ServiceAccountImportStatus{}
+	if err := f.local.Status().Update(context.Background(), imp); err != nil {
+		t.Fatal(err)
+	}
+	f.restart()
+	f.clock.Step(time.Minute)
+	for range 3 {
+		if _, err := f.reconcile(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	imp = f.get()
+	if len(f.requested) != 2 || string(f.secret().Data[v1alpha1.SecretKeyToken]) != "token-2" {
+		t.Fatalf("%d tokens minted, want one more after the status was lost", len(f.requested))
+	}
+	if imp.Status.LastRefreshTime == nil || !imp.Status.LastRefreshTime.Time.Equal(t0.Add(time.Minute)) || imp.Status.TokenGeneration != imp.Generation {
+		t.Fatalf("status = %+v", imp.Status)
+	}
+}
+
+// TestUpgradeFromSecretAnnotations: an import written by an earlier importer, which kept the
+// schedule in the secret's annotations and had no status.tokenGeneration, keeps its token; the
+// secret loses those annotations and gains the digest.
+func TestUpgradeFromSecretAnnotations(t *testing.T) {
+	imp := newImport(testImport, "cluster2", "team", "sa")
+	imp.Status = v1alpha1.ServiceAccountImportStatus{
+		ObservedGeneration:  1,
+		Conditions:          []metav1.Condition{{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonTokenIssued, ObservedGeneration: 1, LastTransitionTime: metav1.NewTime(t0)}},
+		Secrets:             []corev1.ObjectReference{{Name: v1alpha1.SecretName(testImport)}},
+		LastRefreshTime:     &metav1.Time{Time: t0},
+		ExpirationTimestamp: &metav1.Time{Time: t0.Add(time.Hour)},
+	}
+	old, err := credential.NewSecret(imp, credential.Data{ClusterName: "cluster2", Server: "https://cluster2.example", CAData: []byte("CA"), Namespace: "team", Token: "old"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.Annotations = map[string]string{
+		v1alpha1.TokenIssuedAtAnnotation: t0.Format(time.RFC3339), v1alpha1.TokenExpiresAtAnnotation: t0.Add(time.Hour).Format(time.RFC3339),
+		v1alpha1.ImportGenerationAnnotation: "1", "someone/else": "kept",
+	}
+	f := newFixture(t, imp, old)
+	f.clock.Step(10 * time.Minute)
+	res, err := f.reconcile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.requested) != 0 {
+		t.Fatalf("%d tokens minted on upgrade", len(f.requested))
+	}
+	s := f.secret()
+	if string(s.Data[v1alpha1.SecretKeyToken]) != "old" || s.Annotations["someone/else"] != "kept" || s.Annotations[v1alpha1.SecretDigestAnnotation] != secretDigest(s) {
+		t.Errorf("secret after upgrade: %v", s.Annotations)
+	}
+	for _, a := range legacyAnnotations {
+		if _, ok := s.Annotations[a]; ok {
+			t.Errorf("secret keeps annotation %s", a)
+		}
+	}
+	if got := f.get().Status; got.TokenGeneration != 1 || !got.LastRefreshTime.Time.Equal(t0) {
+		t.Errorf("status after upgrade: %+v", got)
+	}
+	if res.RequeueAfter < 35*time.Minute || res.RequeueAfter > 41*time.Minute {
+		t.Errorf("next refresh in %s, want the token's schedule (~80 %% of its hour, 10 minutes in)", res.RequeueAfter)
+	}
+}
+
+// TestSecretDataReadOnlyWhenNeeded: the cache holds secrets' metadata; their data is read from
+// the API server only when the secret may differ from what the importer would write. A restart
+// reads none: the digest annotation says the secret is current.
+func TestSecretDataReadOnlyWhenNeeded(t *testing.T) {
+	f := newFixture(t, newImport(testImport, "cluster2", "team", "sa"))
+	reconcile := func(what string, wantReads int) {
+		t.Helper()
+		f.secretReads = 0
+		if _, err := f.reconcile(); err != nil {
+			t.Fatal(err)
+		}
+		if f.secretReads != wantReads {
+			t.Errorf("%s: %d secrets read whole, want %d", what, f.secretReads, wantReads)
+		}
+	}
+	reconcile("issue", 0)
+	reconcile("again", 0)
+	f.restart()
+	reconcile("after a restart", 0)
+
+	// The remote's CA changed: the secret is read and rewritten, once.
+	f.ca = "CA2"
+	f.restart()
+	reconcile("CA changed", 1)
+	if got := string(f.secret().Data[v1alpha1.SecretKeyCACert]); got != "CA2" {
+		t.Fatalf("ca.crt = %q after the CA changed", got)
+	}
+	reconcile("CA rewritten", 0)
+
+	// Someone else changed the secret (a label of theirs): read, nothing to rewrite, remembered.
+	s := f.secret()
+	s.Labels["someone"] = "else"
+	if err := f.local.Update(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	reconcile("secret changed by someone else", 1)
+	if got := f.secret(); got.ResourceVersion != s.ResourceVersion {
+		t.Errorf("secret rewritten for nothing")
+	}
+	reconcile("nothing changed", 0)
+	if len(f.requested) != 1 {
+		t.Errorf("%d tokens minted, want 1", len(f.requested))
+	}
+}
+
+// TestCredentialTokenReadOnChange: a cluster credential's token is read from the API server
+// when the credential is new or changed, not at every reconcile.
+func TestCredentialTokenReadOnChange(t *testing.T) {
+	cred := &v1alpha1.ServiceAccountImport{
+		ObjectMeta: metav1.ObjectMeta{Namespace: v1alpha1.DefaultNamespace, Name: "cluster3", UID: "cred3", Generation: 1},
+		Spec:       v1alpha1.ServiceAccountImportSpec{ClusterName: "cluster3", Namespace: grant.Namespace, Name: "cluster1"},
+	}
+	secret, err := credential.NewSecret(cred, credential.Data{ClusterName: "cluster3", Server: "https://cluster3.example", Namespace: grant.Namespace, Token: "t1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, cred, secret)
+	get := func(wantReads int) *remote {
+		t.Helper()
+		r, err := f.r.clusters.get(context.Background(), "cluster3")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.secretReads != wantReads {
+			t.Fatalf("%d credential secrets read whole, want %d", f.secretReads, wantReads)
+		}
+		return r
+	}
+	first := get(1)
+	if again := get(1); again != first {
+		t.Fatal("client rebuilt for an unchanged credential")
+	}
+	secret.Data[v1alpha1.SecretKeyToken] = []byte("t2")
+	if err := f.local.Update(context.Background(), secret); err != nil {
+		t.Fatal(err)
+	}
+	if renewed := get(2); renewed == first {
+		t.Fatal("client kept after the credential changed")
+	}
+	get(2)
+}
+
+// TestStoppedAfterMinting: an importer stopped (its context cancelled) just after B minted a
+// token still stores the token and its schedule, so that the restarted importer mints nothing.
+func TestStoppedAfterMinting(t *testing.T) {
+	f := newFixture(t, newImport(testImport, "cluster2", "team", "sa"))
+	ctx, cancel := context.WithCancel(context.Background())
+	f.onMint = cancel
+	if _, err := f.r.Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKey{Namespace: testNS, Name: testImport}}); err != nil {
+		t.Fatal(err)
+	}
+	imp := f.get()
+	if s := f.secret(); s == nil || string(s.Data[v1alpha1.SecretKeyToken]) != "token-1" {
+		t.Fatalf("token minted while stopping not stored: %+v", s)
+	}
+	if imp.Status.LastRefreshTime == nil || imp.Status.TokenGeneration != imp.Generation {
+		t.Fatalf("schedule of the token minted while stopping not recorded: %+v", imp.Status)
+	}
+	f.onMint = nil
+	f.restart()
+	f.clock.Step(time.Minute)
+	if _, err := f.reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.requested) != 1 {
+		t.Fatalf("%d tokens minted: the restart did not find the schedule", len(f.requested))
 	}
 }

@@ -2,19 +2,21 @@ package importer
 
 import (
 	"hash/fnv"
-	"strconv"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
 )
 
-// The secret records the token it holds in annotations (v1alpha1.Token*Annotation), so that the
-// refresh schedule survives restarts (and a status write lost in a crash) without minting a token
-// again.
+// The import's status records the token its secret holds: lastRefreshTime, expirationTimestamp
+// and tokenGeneration are the refresh schedule. Only the importer writes the status (the status
+// subresource; those who may edit the secret, its namespace's users, may not edit the status), so
+// that nobody but the importer decides when a token is refreshed or what the import reports as
+// its expiry. The schedule survives restarts without minting a token again; a status lost (wiped,
+// or its write lost in a crash after the secret's) costs one refresh, which is safe: the previous
+// token stays valid until it expires.
 
 // Refresh happens between these fractions of the token's lifetime: ~80 %, spread so that imports
 // created together do not refresh together.
@@ -27,35 +29,47 @@ const (
 // lifetimes (a short cap, a skewed clock) must not make the importer mint tokens in a loop.
 const minRefreshInterval = time.Minute
 
-// tokenState describes the token held by a secret.
+// tokenState describes the token held by an import's secret.
 type tokenState struct {
 	issued, expires time.Time
 	// generation is the import's generation the token was requested for.
 	generation int64
 }
 
-// readTokenState reads the state recorded on a secret. Without a complete record (a secret
-// written by bootstrap, or edited by hand) there is none, and the token is refreshed.
-func readTokenState(s *corev1.Secret) (tokenState, bool) {
-	if s == nil || len(s.Data[v1alpha1.SecretKeyToken]) == 0 {
+// readTokenState reads the state of the token in the import's secret from the import's status.
+// Without the secret, or without a complete record (a credential written by bootstrap, a status
+// lost), there is none, and the token is refreshed.
+func readTokenState(imp *v1alpha1.ServiceAccountImport, hasSecret bool) (tokenState, bool) {
+	s := imp.Status
+	if !hasSecret || s.LastRefreshTime == nil || s.ExpirationTimestamp == nil {
 		return tokenState{}, false
 	}
-	issued, err1 := time.Parse(time.RFC3339, s.Annotations[v1alpha1.TokenIssuedAtAnnotation])
-	expires, err2 := time.Parse(time.RFC3339, s.Annotations[v1alpha1.TokenExpiresAtAnnotation])
-	gen, err3 := strconv.ParseInt(s.Annotations[v1alpha1.ImportGenerationAnnotation], 10, 64)
-	if err1 != nil || err2 != nil || err3 != nil {
+	gen := s.TokenGeneration
+	if gen == 0 {
+		gen = legacyTokenGeneration(imp)
+	}
+	if gen == 0 {
 		return tokenState{}, false
 	}
-	return tokenState{issued: issued, expires: expires, generation: gen}, true
+	return tokenState{issued: s.LastRefreshTime.Time, expires: s.ExpirationTimestamp.Time, generation: gen}, true
 }
 
-func (st tokenState) annotate(s *corev1.Secret) {
-	if s.Annotations == nil {
-		s.Annotations = map[string]string{}
+// legacyTokenGeneration reads the generation of the token from a status written before
+// tokenGeneration existed, so that an upgrade does not refresh every import at once: such an
+// importer reported Ready for a generation only with a token issued for it. 0 means unknown.
+func legacyTokenGeneration(imp *v1alpha1.ServiceAccountImport) int64 {
+	c := meta.FindStatusCondition(imp.Status.Conditions, v1alpha1.ConditionReady)
+	if c == nil || c.Status != metav1.ConditionTrue || c.Reason != v1alpha1.ReasonTokenIssued {
+		return 0
 	}
-	s.Annotations[v1alpha1.TokenIssuedAtAnnotation] = st.issued.UTC().Format(time.RFC3339)
-	s.Annotations[v1alpha1.TokenExpiresAtAnnotation] = st.expires.UTC().Format(time.RFC3339)
-	s.Annotations[v1alpha1.ImportGenerationAnnotation] = strconv.FormatInt(st.generation, 10)
+	return c.ObservedGeneration
+}
+
+// record writes st into status, the import's schedule.
+func (st tokenState) record(status *v1alpha1.ServiceAccountImportStatus) {
+	status.LastRefreshTime = &metav1.Time{Time: st.issued}
+	status.ExpirationTimestamp = &metav1.Time{Time: st.expires}
+	status.TokenGeneration = st.generation
 }
 
 // refreshAt is when a token is refreshed on schedule: at 75–85 % of the lifetime the server

@@ -1,12 +1,13 @@
 package importer
 
 import (
+	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
@@ -113,34 +114,90 @@ func TestRefreshReason(t *testing.T) {
 	}
 }
 
+// TestTokenState: the schedule is read from the import's status alone, never from the secret.
 func TestTokenState(t *testing.T) {
 	st := tokenState{issued: t0, expires: t0.Add(time.Hour), generation: 3}
-	s := &corev1.Secret{Data: map[string][]byte{v1alpha1.SecretKeyToken: []byte("t")}}
-	st.annotate(s)
-	got, ok := readTokenState(s)
-	if !ok || !got.issued.Equal(st.issued) || !got.expires.Equal(st.expires) || got.generation != 3 {
-		t.Fatalf("round trip: %+v, %v; want %+v", got, ok, st)
+	recorded := func() *v1alpha1.ServiceAccountImport {
+		imp := &v1alpha1.ServiceAccountImport{ObjectMeta: metav1.ObjectMeta{Generation: 3}}
+		st.record(&imp.Status)
+		return imp
+	}
+	ready := func(status metav1.ConditionStatus, reason string, generation int64) []metav1.Condition {
+		return []metav1.Condition{{Type: v1alpha1.ConditionReady, Status: status, Reason: reason, ObservedGeneration: generation}}
 	}
 	tests := []struct {
-		name   string
-		modify func(*corev1.Secret)
+		name      string
+		modify    func(*v1alpha1.ServiceAccountImport)
+		hasSecret bool
+		want      *tokenState // nil: no state, the token is refreshed
 	}{
-		{"no secret", nil},
-		{"no token", func(s *corev1.Secret) { delete(s.Data, v1alpha1.SecretKeyToken) }},
-		{"written by bootstrap: no record", func(s *corev1.Secret) { s.Annotations = nil }},
-		{"garbled expiry", func(s *corev1.Secret) { s.Annotations[v1alpha1.TokenExpiresAtAnnotation] = "soon" }},
-		{"garbled generation", func(s *corev1.Secret) { s.Annotations[v1alpha1.ImportGenerationAnnotation] = "x" }},
+		{"recorded", nil, true, &st},
+		{"no secret", nil, false, nil},
+		{"status lost", func(i *v1alpha1.ServiceAccountImport) { i.Status = v1alpha1.ServiceAccountImportStatus{} }, true, nil},
+		{"no expiry", func(i *v1alpha1.ServiceAccountImport) { i.Status.ExpirationTimestamp = nil }, true, nil},
+		{"no issue time", func(i *v1alpha1.ServiceAccountImport) { i.Status.LastRefreshTime = nil }, true, nil},
+		{"no generation", func(i *v1alpha1.ServiceAccountImport) { i.Status.TokenGeneration = 0 }, true, nil},
+		{"written by an earlier importer: Ready for its generation", func(i *v1alpha1.ServiceAccountImport) {
+			i.Status.TokenGeneration = 0
+			i.Status.Conditions = ready(metav1.ConditionTrue, v1alpha1.ReasonTokenIssued, 3)
+		}, true, &st},
+		{"written by an earlier importer: Ready for an older generation", func(i *v1alpha1.ServiceAccountImport) {
+			i.Status.TokenGeneration = 0
+			i.Status.Conditions = ready(metav1.ConditionTrue, v1alpha1.ReasonTokenIssued, 2)
+		}, true, &tokenState{issued: t0, expires: t0.Add(time.Hour), generation: 2}},
+		{"written by an earlier importer: failing", func(i *v1alpha1.ServiceAccountImport) {
+			i.Status.TokenGeneration = 0
+			i.Status.Conditions = ready(metav1.ConditionFalse, v1alpha1.ReasonClusterUnreachable, 3)
+		}, true, nil},
+		{"the recorded generation wins over the condition's", func(i *v1alpha1.ServiceAccountImport) {
+			i.Status.Conditions = ready(metav1.ConditionTrue, v1alpha1.ReasonTokenIssued, 5)
+		}, true, &st},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var in *corev1.Secret
+			imp := recorded()
 			if tt.modify != nil {
-				in = s.DeepCopy()
-				tt.modify(in)
+				tt.modify(imp)
 			}
-			if _, ok := readTokenState(in); ok {
-				t.Errorf("state read from an incomplete record")
+			got, ok := readTokenState(imp, tt.hasSecret)
+			switch {
+			case tt.want == nil && ok:
+				t.Errorf("state %+v read from an incomplete record", got)
+			case tt.want != nil && !ok:
+				t.Errorf("no state, want %+v", *tt.want)
+			case tt.want != nil && (!got.issued.Equal(tt.want.issued) || !got.expires.Equal(tt.want.expires) || got.generation != tt.want.generation):
+				t.Errorf("state %+v, want %+v", got, *tt.want)
 			}
 		})
+	}
+}
+
+// TestScheduleSurvivesStatus: the schedule read back from the status as the API server stores it
+// (JSON, seconds) is the one computed when the token was issued, so that a restarted importer
+// refreshes at the same instant.
+func TestScheduleSurvivesStatus(t *testing.T) {
+	for i := range 50 {
+		issued := t0.Add(time.Duration(i) * 7 * time.Second)
+		st := tokenState{issued: issued, expires: issued.Add(time.Duration(600+i*60) * time.Second), generation: int64(i + 1)}
+		imp := &v1alpha1.ServiceAccountImport{ObjectMeta: metav1.ObjectMeta{UID: types.UID(fmt.Sprintf("uid-%d", i)), Generation: int64(i + 1)}}
+		st.record(&imp.Status)
+		b, err := json.Marshal(imp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored := &v1alpha1.ServiceAccountImport{}
+		if err := json.Unmarshal(b, stored); err != nil {
+			t.Fatal(err)
+		}
+		got, ok := readTokenState(stored, true)
+		if !ok {
+			t.Fatalf("no state read back from %s", b)
+		}
+		if before, after := refreshAt(st, string(imp.UID)), refreshAt(got, string(stored.UID)); !before.Equal(after) {
+			t.Fatalf("refresh at %s when issued, %s after a restart", before, after)
+		}
+		if reason := refreshReason(stored, got, true, issued.Add(time.Minute)); reason != "" {
+			t.Fatalf("refresh (%s) right after a restart", reason)
+		}
 	}
 }

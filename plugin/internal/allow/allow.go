@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -129,9 +130,17 @@ func Allow(ctx context.Context, source *kube.Clients, g Grant, u *ui.UI) ([]kube
 		if err := apply(grant.ImportRoleBinding(g.ImportingCluster, ns)); err != nil {
 			return results, err
 		}
+		// Every granted service account of the namespace, earlier grants' too (they may predate
+		// anchors): tokens are bound to them.
+		for _, name := range grant.ImportedServiceAccounts(role) {
+			if err := apply(grant.Anchor(g.ImportingCluster, ns, name)); err != nil {
+				return results, err
+			}
+		}
 	}
 	for _, ns := range g.NamespaceWide {
-		u.Warn("%s may import every service account of namespace %s, present and future", g.ImportingCluster, ns)
+		u.Warn("%s may import every service account of namespace %s, present and future; each needs its anchor, created now for the present ones (for one created later: `%s`)",
+			g.ImportingCluster, ns, grant.AllowCommand(g.ImportingCluster, source.ClusterName(), ns, "SERVICEACCOUNT"))
 		role, err := grant.NamespaceImportRole(g.ImportingCluster, ns)
 		if err != nil {
 			return results, err
@@ -141,6 +150,15 @@ func Allow(ctx context.Context, source *kube.Clients, g Grant, u *ui.UI) ([]kube
 		}
 		if err := apply(grant.NamespaceImportRoleBinding(g.ImportingCluster, ns)); err != nil {
 			return results, err
+		}
+		sas, err := source.Kube.CoreV1().ServiceAccounts(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return results, source.APIError(err)
+		}
+		for _, sa := range sas.Items {
+			if err := apply(grant.Anchor(g.ImportingCluster, ns, sa.Name)); err != nil {
+				return results, err
+			}
 		}
 	}
 	for _, ref := range g.ServiceAccounts {
@@ -166,13 +184,21 @@ func Allow(ctx context.Context, source *kube.Clients, g Grant, u *ui.UI) ([]kube
 	return results, nil
 }
 
-// Disallow removes the grant from the source. Tokens already issued stay valid until they
-// expire; the importer's next refresh fails and the import reports Forbidden.
+// Disallow removes the grant from the source, and the anchors of the service accounts it no
+// longer grants: every token issued under it stops working within the API server's token cache
+// (10 s), and the importer's next refresh fails (Forbidden, or GrantAnchorMissing).
 func Disallow(ctx context.Context, source *kube.Clients, g Grant) ([]kube.Result, error) {
 	var results []kube.Result
 	del := func(obj runtime.Object) error {
 		r, err := source.Delete(ctx, obj, false)
 		if err == nil {
+			results = append(results, r)
+		}
+		return err
+	}
+	delAnchor := func(obj *corev1.Secret) error {
+		r, err := source.Delete(ctx, obj, false)
+		if err == nil && r.Action != kube.NotFound {
 			results = append(results, r)
 		}
 		return err
@@ -191,6 +217,12 @@ func Disallow(ctx context.Context, source *kube.Clients, g Grant) ([]kube.Result
 		return results, nil
 	}
 	for ns, names := range byNamespace(g.ServiceAccounts) {
+		// Named, so revoked whatever else grants it: its tokens die with the anchor.
+		for _, name := range names {
+			if err := delAnchor(grant.Anchor(g.ImportingCluster, ns, name)); err != nil {
+				return results, err
+			}
+		}
 		existing, err := source.Kube.RbacV1().Roles(ns).Get(ctx, grant.ImportName(g.ImportingCluster), metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			continue
@@ -227,12 +259,18 @@ func Disallow(ctx context.Context, source *kube.Clients, g Grant) ([]kube.Result
 			ObjectMeta: metav1.ObjectMeta{Name: grant.NamespaceImportName(g.ImportingCluster), Namespace: ns}}); err != nil {
 			return results, err
 		}
+		if err := deleteAnchors(ctx, source, g.ImportingCluster, ns, delAnchor); err != nil {
+			return results, err
+		}
 	}
 	if g.AllServiceAccounts {
 		if err := del(grant.ClusterImportRoleBinding(g.ImportingCluster)); err != nil {
 			return results, err
 		}
 		if err := del(grant.ClusterImportRole(g.ImportingCluster)); err != nil {
+			return results, err
+		}
+		if err := deleteAnchors(ctx, source, g.ImportingCluster, "", delAnchor); err != nil {
 			return results, err
 		}
 	}

@@ -68,6 +68,7 @@ func TestAllowAndDisallow(t *testing.T) {
 	c := source()
 	cl := c.Clients()
 	role, binding := "Role/"+grant.ImportName("cluster1"), "RoleBinding/"+grant.ImportName("cluster1")
+	anchor := func(sa, action string) string { return "\nSecret/" + grant.AnchorName("cluster1", sa) + " " + action }
 
 	steps := []struct {
 		name     string
@@ -79,21 +80,21 @@ func TestAllowAndDisallow(t *testing.T) {
 		wantErr  string
 	}{
 		{name: "allow one", g: Grant{ImportingCluster: "cluster1", ServiceAccounts: refs("default/pod-lister")},
-			want: role + " created\n" + binding + " created", imported: []string{"pod-lister"}},
+			want: role + " created\n" + binding + " created" + anchor("pod-lister", "created"), imported: []string{"pod-lister"}},
 		{name: "allow it again", g: Grant{ImportingCluster: "cluster1", ServiceAccounts: refs("default/pod-lister")},
-			want: role + " unchanged\n" + binding + " unchanged", imported: []string{"pod-lister"}},
+			want: role + " unchanged\n" + binding + " unchanged" + anchor("pod-lister", "unchanged"), imported: []string{"pod-lister"}},
 		{name: "allow adds, never narrows", g: Grant{ImportingCluster: "cluster1", ServiceAccounts: refs("default/reader")},
-			want: role + " configured\n" + binding + " unchanged", imported: []string{"pod-lister", "reader"}},
+			want: role + " configured\n" + binding + " unchanged" + anchor("pod-lister", "unchanged") + anchor("reader", "created"), imported: []string{"pod-lister", "reader"}},
 		{name: "a service account not there yet is granted with a warning", g: Grant{ImportingCluster: "cluster1", ServiceAccounts: refs("default/later")},
-			want: role + " configured\n" + binding + " unchanged", imported: []string{"later", "pod-lister", "reader"},
+			want: role + " configured\n" + binding + " unchanged" + anchor("later", "created") + anchor("pod-lister", "unchanged") + anchor("reader", "unchanged"), imported: []string{"later", "pod-lister", "reader"},
 			warning: "Warning: service account default/later does not exist yet in context \"cluster2\": imports of it will wait until it does"},
 		{name: "disallow one", revoke: true, g: Grant{ImportingCluster: "cluster1", ServiceAccounts: refs("default/later")},
-			want: role + " configured", imported: []string{"pod-lister", "reader"}},
+			want: anchor("later", "deleted")[1:] + "\n" + role + " configured", imported: []string{"pod-lister", "reader"}},
 		{name: "disallow the rest", revoke: true, g: Grant{ImportingCluster: "cluster1", ServiceAccounts: refs("default/pod-lister", "default/reader")},
-			want: binding + " deleted\n" + role + " deleted"},
+			want: anchor("pod-lister", "deleted")[1:] + anchor("reader", "deleted") + "\n" + binding + " deleted\n" + role + " deleted"},
 		{name: "disallow what is not granted", revoke: true, g: Grant{ImportingCluster: "cluster1", ServiceAccounts: refs("default/pod-lister")}},
 		{name: "into-namespaces needs the service account", g: Grant{ImportingCluster: "cluster1", ServiceAccounts: refs("team-a/ghost"), IntoNamespaces: []string{"team-x"}},
-			want:    "Role/" + grant.ImportName("cluster1") + " created\nRoleBinding/" + grant.ImportName("cluster1") + " created",
+			want:    "Role/" + grant.ImportName("cluster1") + " created\nRoleBinding/" + grant.ImportName("cluster1") + " created" + anchor("ghost", "created"),
 			wantErr: "service account team-a/ghost not found in context \"cluster2\": --into-namespaces annotates it, so create it first (`kubectl create serviceaccount ghost -n team-a --context cluster2`)"},
 	}
 	for _, s := range steps {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -104,6 +105,8 @@ func (o *Options) Run(ctx context.Context) (*Result, error) {
 		grant.ImporterServiceAccount(o.TargetName),
 		grant.SelfRenewRole(o.TargetName),
 		grant.SelfRenewRoleBinding(o.TargetName),
+		// The anchor its tokens are bound to: deleting it cuts the target off.
+		grant.ClusterCredentialAnchor(o.TargetName),
 	} {
 		if err := apply(o.Source, obj); err != nil {
 			return res, err
@@ -120,9 +123,13 @@ func (o *Options) Run(ctx context.Context) (*Result, error) {
 	if o.SourceServer != "" {
 		server = o.SourceServer
 	}
-	tr, err := o.Source.MintToken(ctx, grant.Namespace, grant.ServiceAccountName(o.TargetName), o.TokenTTL, nil)
+	name := grant.ServiceAccountName(o.TargetName)
+	seconds := int64(o.TokenTTL / time.Second)
+	tr, err := o.Source.Kube.CoreV1().ServiceAccounts(grant.Namespace).CreateToken(ctx, name, &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+		ExpirationSeconds: &seconds, BoundObjectRef: grant.BoundObjectRef(o.TargetName, name),
+	}}, metav1.CreateOptions{})
 	if err != nil {
-		return res, err
+		return res, fmt.Errorf("minting a token for service account %s/%s in %s: %w", grant.Namespace, name, o.Source.Describe(), o.Source.APIError(err))
 	}
 	res.Expiration = tr.Status.ExpirationTimestamp.Time
 

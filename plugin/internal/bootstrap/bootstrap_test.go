@@ -51,6 +51,7 @@ func TestRun(t *testing.T) {
 		"Namespace/" + ns,
 		"Role.rbac.authorization.k8s.io/" + ns + "/mcsa-importer-self:cluster1",
 		"RoleBinding.rbac.authorization.k8s.io/" + ns + "/mcsa-importer-self:cluster1",
+		"Secret/" + ns + "/" + grant.AnchorName("cluster1", "cluster1"),
 		"ServiceAccount/" + ns + "/cluster1",
 	}
 	targetObjects := []string{
@@ -154,6 +155,7 @@ func TestRunAgain(t *testing.T) {
 		"serviceaccount/cluster1 unchanged",
 		"role/mcsa-importer-self:cluster1 unchanged",
 		"rolebinding/mcsa-importer-self:cluster1 unchanged",
+		"secret/" + grant.AnchorName("cluster1", "cluster1") + " unchanged",
 		"namespace/multicluster-service-account unchanged",
 		"serviceaccountimport/cluster2 unchanged",
 		"secret/" + v1alpha1.SecretName("cluster2") + " configured",

@@ -32,8 +32,11 @@ func NewCmdDisallow(streams genericiooptions.IOStreams, configFlags *genericclio
 		Short: "Revoke what allow granted",
 		Long: `Run against the cluster imported from: revoke IMPORTING_CLUSTER's right to import the named
 service accounts (or namespaces, or, with --all-service-accounts, bootstrap's cluster-wide
-grant). Tokens already issued stay valid until they expire; the importer's next refresh fails
-and the import reports Forbidden. With --into-namespaces, only those namespaces lose it.`,
+grant). It deletes the anchors of the service accounts it no longer grants, so every token
+issued under the grant stops working within 10 seconds; the importer's next refresh fails and the
+import reports Forbidden or GrantAnchorMissing, its token removed. With --into-namespaces, only
+those namespaces lose it, and tokens already issued stay valid until they expire. To invalidate
+tokens but keep the grant, use revoke.`,
 		Example: `  kubectl mcsa disallow cluster1 default/pod-lister --context cluster2
   kubectl mcsa disallow cluster1 --all-service-accounts --context cluster2`,
 		Args: cobra.MinimumNArgs(1),
@@ -48,8 +51,8 @@ and the import reports Forbidden. With --into-namespaces, only those namespaces 
 		},
 	}
 	f := cmd.Flags()
-	f.StringSliceVar(&o.Grant.NamespaceWide, "namespace-wide", o.Grant.NamespaceWide, "grant every service account of these namespaces (explicit: prefer named ones)")
-	f.StringSliceVar(&o.Grant.IntoNamespaces, "into-namespaces", o.Grant.IntoNamespaces, "only these namespaces of the importing cluster may import the named service accounts (* for all)")
+	f.StringSliceVar(&o.Grant.NamespaceWide, "namespace-wide", o.Grant.NamespaceWide, "revoke the grants of every service account of these namespaces (allow --namespace-wide)")
+	f.StringSliceVar(&o.Grant.IntoNamespaces, "into-namespaces", o.Grant.IntoNamespaces, "remove only these namespaces of the importing cluster from the named service accounts' allowed importers; the grants stay")
 	f.BoolVar(&o.Grant.AllServiceAccounts, "all-service-accounts", o.Grant.AllServiceAccounts, "revoke bootstrap's --allow-all-service-accounts")
 	return cmd
 }

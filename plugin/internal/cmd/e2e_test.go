@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
@@ -384,14 +385,69 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
-	t.Run("disallow makes the next refresh Forbidden", func(t *testing.T) {
+	// importedToken is the token the import's secret holds now, checked to work in cluster2.
+	importedToken := func(t *testing.T) string {
+		t.Helper()
+		s, err := c1.CoreV1().Secrets("default").Get(ctx, v1alpha1.SecretName(name), metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok := string(s.Data[v1alpha1.SecretKeyToken])
+		if err := whoamiIn(ctx, cs[1], tok); err != nil {
+			t.Fatalf("the imported token does not work in cluster2: %v", err)
+		}
+		return tok
+	}
+	// rejectedWithin waits until cluster2 answers 401 to tok, and says how long after start.
+	rejectedWithin := func(t *testing.T, tok string, start time.Time, limit time.Duration) time.Duration {
+		t.Helper()
+		var last error
+		err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, limit-time.Since(start), true, func(ctx context.Context) (bool, error) {
+			last = whoamiIn(ctx, cs[1], tok)
+			return apierrors.IsUnauthorized(last), nil
+		})
+		if err != nil {
+			t.Fatalf("the token still authenticates %s after: %v", limit, last)
+		}
+		return time.Since(start)
+	}
+
+	t.Run("revoke kills outstanding tokens, the next refresh works", func(t *testing.T) {
+		old := importedToken(t)
+		start := time.Now()
+		out, _ := mcsa(t, "revoke", "cluster1", "default/pod-lister", "--context", "cluster2")
+		anchor := "secret/" + grant.AnchorName("cluster1", "pod-lister")
+		if !strings.Contains(out, anchor+" deleted") || !strings.Contains(out, anchor+" created") {
+			t.Fatalf("revoke printed:\n%s", out)
+		}
+		t.Logf("token imported before revoke rejected %.1f s after it", rejectedWithin(t, old, start, 15*time.Second).Seconds())
+		mcsa(t, "rotate", name, "--wait", "--timeout", "30s", "--context", "cluster1")
+		if importedToken(t) == old {
+			t.Fatal("same token after revoke and rotate")
+		}
+	})
+
+	t.Run("disallow revokes the tokens and makes the next refresh Forbidden", func(t *testing.T) {
+		old := importedToken(t)
+		start := time.Now()
 		mcsa(t, "disallow", "cluster1", "default/pod-lister", "--context", "cluster2")
 		if _, err := c2.RbacV1().Roles("default").Get(ctx, grant.ImportName("cluster1"), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 			t.Fatalf("grant still there: %v", err)
 		}
+		if _, err := c2.CoreV1().Secrets("default").Get(ctx, grant.AnchorName("cluster1", "pod-lister"), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Fatalf("anchor still there: %v", err)
+		}
+		t.Logf("token imported before disallow rejected %.1f s after it", rejectedWithin(t, old, start, 15*time.Second).Seconds())
 		err := mcsaErr(t, "rotate", name, "--wait", "--timeout", "30s", "--context", "cluster1")
 		if !strings.Contains(err.Error(), v1alpha1.ReasonForbidden) {
 			t.Fatalf("rotate after disallow: %v", err)
+		}
+		s, err := c1.CoreV1().Secrets("default").Get(ctx, v1alpha1.SecretName(name), metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("the import's secret is gone: %v", err)
+		}
+		if _, ok := s.Data[v1alpha1.SecretKeyToken]; ok {
+			t.Errorf("the refused token is still in the import's secret")
 		}
 	})
 
@@ -443,4 +499,14 @@ func mustClients(t *testing.T, kubeconfig, context string) *kube.Clients {
 		t.Fatal(err)
 	}
 	return cl
+}
+
+// whoamiIn asks c who tok is (nil when it authenticates).
+func whoamiIn(ctx context.Context, c *controlplane.Cluster, tok string) error {
+	cs, err := kubernetes.NewForConfig(&rest.Config{Host: c.Server, BearerToken: tok, TLSClientConfig: rest.TLSClientConfig{CAData: c.CAData}})
+	if err != nil {
+		return err
+	}
+	_, err = cs.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	return err
 }

@@ -113,7 +113,8 @@ func TestAllowOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	name := grant.ImportName("cluster1")
-	want := "role.rbac.authorization.k8s.io/" + name + " created\nrolebinding.rbac.authorization.k8s.io/" + name + " created\n" +
+	anchor := "secret/" + grant.AnchorName("cluster1", "pod-lister")
+	want := "role.rbac.authorization.k8s.io/" + name + " created\nrolebinding.rbac.authorization.k8s.io/" + name + " created\n" + anchor + " created\n" +
 		"serviceaccount/default/pod-lister: namespaces [team-a] of cluster1 may now import it\n"
 	if out.String() != want {
 		t.Errorf("stdout:\n%s\nwant\n%s", out.String(), want)
@@ -135,8 +136,33 @@ func TestAllowOptions(t *testing.T) {
 	if err := completeAndRun(t, d, func() error { return d.Complete(nil, []string{"cluster1", "default/pod-lister"}) }); err != nil {
 		t.Fatal(err)
 	}
-	if want := "rolebinding.rbac.authorization.k8s.io/" + name + " deleted\nrole.rbac.authorization.k8s.io/" + name + " deleted\n"; out.String() != want {
+	if want := anchor + " deleted\nrolebinding.rbac.authorization.k8s.io/" + name + " deleted\nrole.rbac.authorization.k8s.io/" + name + " deleted\n"; out.String() != want {
 		t.Errorf("disallow stdout:\n%s\nwant\n%s", out.String(), want)
+	}
+}
+
+func TestRevokeOptions(t *testing.T) {
+	c, connect := fakeCluster("cluster2")
+	c.Add(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "pod-lister", Namespace: "default"}})
+	role, _ := grant.ImportRole("cluster1", "default", []string{"pod-lister"})
+	c.Add(role, grant.ImportRoleBinding("cluster1", "default"), grant.Anchor("cluster1", "default", "pod-lister"))
+	streams, _, out, errOut := genericiooptions.NewTestIOStreams()
+	o := NewRevokeOptions(streams, genericclioptions.NewConfigFlags(false))
+	o.connect = connect
+	if err := completeAndRun(t, o, func() error { return o.Complete(nil, []string{"cluster1", "default/pod-lister"}) }); err != nil {
+		t.Fatal(err)
+	}
+	anchor := "secret/" + grant.AnchorName("cluster1", "pod-lister")
+	if want := anchor + " deleted\n" + anchor + " created\n"; out.String() != want {
+		t.Errorf("stdout:\n%s\nwant\n%s", out.String(), want)
+	}
+	if !strings.Contains(errOut.String(), "stop working within 10 s") {
+		t.Errorf("stderr %q", errOut.String())
+	}
+	o = NewRevokeOptions(streams, genericclioptions.NewConfigFlags(false))
+	o.connect = func() (*kube.Clients, error) { t.Fatal("connected"); return nil, nil }
+	if err := completeAndRun(t, o, func() error { return o.Complete(nil, []string{"Cluster_1", "default/pod-lister"}) }); err == nil || !strings.Contains(err.Error(), "not a DNS-1123 label") {
+		t.Errorf("revoke with a bad cluster name: %v", err)
 	}
 }
 

@@ -75,6 +75,7 @@ Getting started, with contexts cluster1 (importing) and cluster2 (imported from)
 			NewCmdBootstrap(streams, configFlags),
 			NewCmdAllow(streams, configFlags),
 			NewCmdDisallow(streams, configFlags),
+			NewCmdRevoke(streams, configFlags),
 		}},
 		{"imports", []*cobra.Command{
 			NewCmdImport(streams, configFlags),

@@ -60,6 +60,7 @@ type doctor struct {
 func newRemote(cfg *rest.Config) (kubernetes.Interface, error) { return kubernetes.NewForConfig(cfg) }
 
 func (d *doctor) run(ctx context.Context) []Check {
+	d.anchors(ctx) // as a cluster imported from, which needs no installation
 	if !d.crd(ctx) {
 		return d.checks
 	}
@@ -120,6 +121,72 @@ func normalize(v any) any {
 	var out any
 	_ = json.Unmarshal(b, &out)
 	return out
+}
+
+// anchors checks, when this cluster grants imports to others and the operator may read its
+// grants and secrets, that every granted service account has its anchor (grant.Anchor): without
+// one the importer gets no token (GrantAnchorMissing), and a grant written before anchors existed
+// cannot be revoked at once. It checks nothing it cannot read.
+func (d *doctor) anchors(ctx context.Context) {
+	selector := metav1.ListOptions{LabelSelector: v1alpha1.ManagedByLabel + "=" + v1alpha1.ManagedBy}
+	roles, err := d.cl.Kube.RbacV1().Roles("").List(ctx, selector)
+	if err != nil {
+		return
+	}
+	sas, err := d.cl.Kube.CoreV1().ServiceAccounts(grant.Namespace).List(ctx, selector)
+	if err != nil {
+		return
+	}
+	secrets, err := d.cl.Kube.CoreV1().Secrets("").List(ctx, selector)
+	if err != nil {
+		return
+	}
+	have := map[string]bool{}
+	for i := range secrets.Items {
+		s := &secrets.Items[i]
+		if a := s.Labels[v1alpha1.ImportingClusterLabel]; a != "" && grant.AnchorServiceAccount(s, a) != "" {
+			have[a+" "+s.Namespace+"/"+grant.AnchorServiceAccount(s, a)] = true
+		}
+	}
+	type want struct{ cluster, ns, sa string }
+	var wants []want
+	for _, sa := range sas.Items {
+		if a := sa.Labels[v1alpha1.ImportingClusterLabel]; a != "" && sa.Name == grant.ServiceAccountName(a) {
+			wants = append(wants, want{a, grant.Namespace, sa.Name})
+		}
+	}
+	for i := range roles.Items {
+		r := &roles.Items[i]
+		a := r.Labels[v1alpha1.ImportingClusterLabel]
+		if a == "" || r.Name != grant.ImportName(a) {
+			continue
+		}
+		for _, sa := range grant.ImportedServiceAccounts(r) {
+			wants = append(wants, want{a, r.Namespace, sa})
+		}
+	}
+	if len(wants) == 0 {
+		return
+	}
+	var missing, remedies []string
+	for _, w := range wants {
+		if have[w.cluster+" "+w.ns+"/"+w.sa] {
+			continue
+		}
+		missing = append(missing, fmt.Sprintf("%s of %s/%s", w.cluster, w.ns, w.sa))
+		if w.ns == grant.Namespace {
+			remedies = append(remedies, fmt.Sprintf("`kubectl mcsa bootstrap %s %s`", w.cluster, d.cl.Context))
+		} else {
+			remedies = append(remedies, "`"+grant.AllowCommand(w.cluster, d.cl.Context, w.ns, w.sa)+"`")
+		}
+	}
+	sort.Strings(missing)
+	if len(missing) == 0 {
+		d.add("grant anchors", true, fmt.Sprintf("every one of the %d grant(s) to importing clusters has its anchor", len(wants)), "")
+		return
+	}
+	d.add("grant anchors", false, "grants without an anchor (their tokens cannot be revoked at once, and the importer gets none): "+strings.Join(missing, ", "),
+		"re-run "+strings.Join(remedies, ", "))
 }
 
 func (d *doctor) importers(ctx context.Context) []string {

@@ -139,8 +139,16 @@ func TestDoctor(t *testing.T) {
 		{name: "not installed", setup: func(*testing.T, *kubefake.Cluster) {},
 			want: []string{"✗ crd: the ServiceAccountImport API is not installed → kubectl mcsa install --context cluster1"}},
 		{name: "a source only", setup: func(_ *testing.T, c *kubefake.Cluster) {
-			c.Add(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: grant.Namespace}}, grant.ImporterServiceAccount("cluster3"), grant.ImporterServiceAccount("cluster0"))
-		}, want: []string{"✓ role: source only: cluster0, cluster3 may import from this cluster (no importer installed here)"}},
+			c.Add(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: grant.Namespace}}, grant.ImporterServiceAccount("cluster3"), grant.ImporterServiceAccount("cluster0"),
+				grant.ClusterCredentialAnchor("cluster3"), grant.ClusterCredentialAnchor("cluster0"))
+		}, want: []string{"✓ grant anchors: every one of the 2 grant(s) to importing clusters has its anchor",
+			"✓ role: source only: cluster0, cluster3 may import from this cluster (no importer installed here)"}},
+		{name: "grants without anchors", setup: func(_ *testing.T, c *kubefake.Cluster) {
+			role, _ := grant.ImportRole("cluster3", "default", []string{"pod-lister", "reader"})
+			c.Add(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: grant.Namespace}}, grant.ImporterServiceAccount("cluster3"),
+				grant.ClusterCredentialAnchor("cluster3"), role, grant.Anchor("cluster3", "default", "reader"), grant.Anchor("cluster4", "default", "pod-lister"))
+		}, want: []string{"✗ grant anchors: grants without an anchor (their tokens cannot be revoked at once, and the importer gets none): cluster3 of default/pod-lister → re-run `kubectl mcsa allow cluster3 default/pod-lister --context cluster1`",
+			"✓ role: source only: cluster3 may import"}},
 		{name: "healthy, no remote yet", setup: installed,
 			want: append(healthy, "✓ clusters: no remote cluster yet", "✓ imports: 0 import(s), all ready")},
 		{name: "an old CRD", setup: func(t *testing.T, c *kubefake.Cluster) {

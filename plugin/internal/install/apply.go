@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
@@ -29,9 +30,35 @@ type Installer struct {
 	DryRun bool
 }
 
-// Apply server-side applies objs in order. CRDs are waited for as they come, so that objects
-// of their kinds map.
+// MinServerVersion is the oldest Kubernetes the installation works on. The automount webhook's
+// registration relies on matchConditions (CEL), on by default since 1.28: an older API server
+// drops the field and sends every pod creation of the cluster to the webhook, which would then
+// stand in the way of all pods.
+const MinServerVersion = "v1.28.0"
+
+// CheckServerVersion refuses an API server older than MinServerVersion.
+func (in *Installer) CheckServerVersion() error {
+	info, err := in.Clients.Kube.Discovery().ServerVersion()
+	if err != nil {
+		return fmt.Errorf("reading the Kubernetes version of %s: %w", in.Clients.Describe(), err)
+	}
+	v, err := version.ParseGeneric(info.GitVersion)
+	if err != nil {
+		return fmt.Errorf("reading the Kubernetes version of %s (%q): %w", in.Clients.Describe(), info.GitVersion, err)
+	}
+	if v.LessThan(version.MustParseGeneric(MinServerVersion)) {
+		return fmt.Errorf("%s runs Kubernetes %s; kubectl-mcsa needs %s or later (its webhook relies on matchConditions, which older API servers ignore, so every pod creation would reach it): upgrade the cluster first",
+			in.Clients.Describe(), info.GitVersion, MinServerVersion)
+	}
+	return nil
+}
+
+// Apply server-side applies objs in order, after CheckServerVersion. CRDs are waited for as
+// they come, so that objects of their kinds map.
 func (in *Installer) Apply(ctx context.Context, objs []*unstructured.Unstructured) ([]Result, error) {
+	if err := in.CheckServerVersion(); err != nil {
+		return nil, err
+	}
 	var results []Result
 	for _, obj := range objs {
 		res, err := in.Clients.Apply(ctx, obj, in.DryRun)

@@ -12,6 +12,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/version"
+	fakediscovery "k8s.io/client-go/discovery/fake"
 
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
 	"github.com/kubectl-mcsa/kubectl-mcsa/manifests"
@@ -293,5 +295,38 @@ func TestUninstall(t *testing.T) {
 	c.Unserve(v1alpha1.Resource)
 	if n := (&Installer{Clients: c.Clients()}).CountImports(ctx); n != -1 {
 		t.Errorf("CountImports without the API = %d", n)
+	}
+}
+
+func TestCheckServerVersion(t *testing.T) {
+	for _, tc := range []struct {
+		version string
+		wantErr string
+	}{
+		{"v1.37.2", ""},
+		{"v1.28.0", ""},
+		{"v1.30.4-eks-a737599", ""},
+		{"v1.27.16", "runs Kubernetes v1.27.16; kubectl-mcsa needs v1.28.0 or later"},
+		{"v1.21.0+k3s1", "needs v1.28.0 or later"},
+		{"not-a-version", "reading the Kubernetes version"},
+	} {
+		t.Run(tc.version, func(t *testing.T) {
+			c := kubefake.New("cluster1")
+			c.Kube.Discovery().(*fakediscovery.FakeDiscovery).FakedServerVersion = &version.Info{GitVersion: tc.version}
+			in := &Installer{Clients: c.Clients(), UI: ui.New(&bytes.Buffer{})}
+			_, err := in.Apply(context.Background(), rendered(t))
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("error = %v, want one containing %q", err, tc.wantErr)
+			}
+			if n := len(c.Names()); n != 0 {
+				t.Errorf("%d objects written before the refusal", n)
+			}
+		})
 	}
 }

@@ -30,6 +30,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
+	"k8s.io/apimachinery/pkg/version"
+	fakediscovery "k8s.io/client-go/discovery/fake"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	k8sfake "k8s.io/client-go/kubernetes/fake"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -76,6 +78,9 @@ type Cluster struct {
 	unserved map[schema.GroupVersionResource]bool
 }
 
+// ServerVersion is the Kubernetes version fake clusters report.
+const ServerVersion = "v1.37.2"
+
 // New is an empty cluster named name (no namespace exists, not even "default").
 func New(name string) *Cluster {
 	s := runtime.NewScheme()
@@ -94,6 +99,8 @@ func New(name string) *Cluster {
 		unserved: map[schema.GroupVersionResource]bool{},
 	}
 	c.Kube = k8sfake.NewClientset()
+	// A current server: client-go's fake otherwise reports v0.0.0-master.
+	c.Kube.Discovery().(*fakediscovery.FakeDiscovery).FakedServerVersion = &version.Info{GitVersion: ServerVersion, Major: "1", Minor: "37"}
 	c.Kube.PrependReactor("*", "*", c.react(true))
 	// The dynamic fake needs to know list kinds up front; its scheme is its own, as it adds
 	// to it.
@@ -553,6 +560,12 @@ func (c *Cluster) token(ns, name string, obj runtime.Object) (bool, runtime.Obje
 	tr, ok := obj.(*authenticationv1.TokenRequest)
 	if !ok {
 		return true, nil, apierrors.NewBadRequest("kubefake: not a TokenRequest")
+	}
+	if ref := tr.Spec.BoundObjectRef; ref != nil && ref.Kind == "Secret" {
+		// As the API server: the bound object must exist.
+		if _, err := c.get(schema.GroupVersionResource{Version: "v1", Resource: "secrets"}, ns, ref.Name); err != nil {
+			return true, nil, err
+		}
 	}
 	tr = tr.DeepCopy()
 	seconds := int64(3600)
