@@ -95,6 +95,15 @@ const (
 	MaxExpirationSeconds = 86400
 )
 
+// The importer refreshes a token between these fractions of its lifetime (~80 %, spread so that
+// imports created together do not refresh together), never before the first: a client that
+// caches a token until then (`kubectl mcsa credential`'s expirationTimestamp) never holds one the
+// importer has replaced.
+const (
+	RefreshFractionMin = 0.75
+	RefreshFractionMax = 0.85
+)
+
 // Condition types and reasons of an import.
 const (
 	ConditionReady = "Ready"

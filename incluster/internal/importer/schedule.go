@@ -18,13 +18,6 @@ import (
 // or its write lost in a crash after the secret's) costs one refresh, which is safe: the previous
 // token stays valid until it expires.
 
-// Refresh happens between these fractions of the token's lifetime: ~80 %, spread so that imports
-// created together do not refresh together.
-const (
-	refreshFractionMin = 0.75
-	refreshFractionMax = 0.85
-)
-
 // minRefreshInterval bounds how often a token is refreshed on schedule: a server returning tiny
 // lifetimes (a short cap, a skewed clock) must not make the importer mint tokens in a loop.
 const minRefreshInterval = time.Minute
@@ -78,7 +71,7 @@ func (st tokenState) record(status *v1alpha1.ServiceAccountImportStatus) {
 // that a restarted importer computes the same instant and does not refresh everything at once.
 func refreshAt(st tokenState, key string) time.Time {
 	lifetime := st.expires.Sub(st.issued)
-	fraction := refreshFractionMin + (refreshFractionMax-refreshFractionMin)*jitter(key, st.issued)
+	fraction := v1alpha1.RefreshFractionMin + (v1alpha1.RefreshFractionMax-v1alpha1.RefreshFractionMin)*jitter(key, st.issued)
 	at := st.issued.Add(time.Duration(float64(lifetime) * fraction))
 	if earliest := st.issued.Add(minRefreshInterval); at.Before(earliest) {
 		return earliest

@@ -82,6 +82,7 @@ Getting started, with contexts cluster1 (importing) and cluster2 (imported from)
 			NewCmdGet(streams, configFlags),
 			NewCmdRotate(streams, configFlags),
 			NewCmdKubeconfig(streams, configFlags),
+			NewCmdCredential(streams, configFlags),
 			NewCmdExport(streams, configFlags),
 		}},
 		{"debug", []*cobra.Command{

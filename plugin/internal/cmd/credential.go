@@ -1,0 +1,217 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes"
+	clientauthv1 "k8s.io/client-go/pkg/apis/clientauthentication/v1"
+
+	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
+	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/config"
+	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/version"
+	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/execcredential"
+	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/kube"
+)
+
+// CredentialOptions are `kubectl mcsa credential`'s.
+type CredentialOptions struct {
+	genericiooptions.IOStreams
+	now    func() time.Time
+	getenv func(string) string
+	// mountDir is where an import is mounted in a pod.
+	mountDir func(name string) string
+	// connect gives a client of the context that kubectl's flags select, without discovery.
+	connect clientsFunc
+	// namespaceFlag is -n as given ("" when not).
+	namespaceFlag func() string
+
+	Name string
+	// Namespace is the import's namespace in the importing cluster: -n, else the exec info's,
+	// else the context's (filled in by Run when it reads the secret).
+	Namespace string
+}
+
+// NewCredentialOptions are credential's defaults.
+func NewCredentialOptions(streams genericiooptions.IOStreams, configFlags *genericclioptions.ConfigFlags) *CredentialOptions {
+	return &CredentialOptions{
+		IOStreams: streams,
+		now:       time.Now,
+		getenv:    os.Getenv,
+		mountDir:  mountedImportDir,
+		connect:   lightClientsFor(configFlags),
+		namespaceFlag: func() string {
+			if configFlags.Namespace == nil {
+				return ""
+			}
+			return *configFlags.Namespace
+		},
+	}
+}
+
+// NewCmdCredential is `kubectl mcsa credential`.
+func NewCmdCredential(streams genericiooptions.IOStreams, configFlags *genericclioptions.ConfigFlags) *cobra.Command {
+	o := NewCredentialOptions(streams, configFlags)
+	return &cobra.Command{
+		Use:   "credential [NAME]",
+		Short: "Print an import's token as a client-go exec credential (for kubeconfigs)",
+		Long: `Print an import's current token as a client-go exec credential (an ExecCredential of
+client.authentication.k8s.io/v1), for the users of kubeconfigs written by
+` + "`kubectl mcsa kubeconfig NAME --exec`" + `: clients run it whenever they need a token.
+
+In a pod where the import is mounted, it reads the mounted token (no API call). Elsewhere it
+reads the import's secret in the importing cluster, with your kubeconfig and your access
+(--context, --kubeconfig, -n).
+
+The credential expires at the earliest time the importer may refresh the token (75 % of its
+lifetime), so that clients run the command again before the token changes and never hold an
+expired one. The import's name comes from NAME, else from the cluster's
+client.authentication.k8s.io/exec extension that clients pass in KUBERNETES_EXEC_INFO.`,
+		Example:           "  kubectl mcsa credential cluster2-default-pod-lister -n default --context cluster1",
+		Args:              cobra.MaximumNArgs(1),
+		ValidArgsFunction: completeImportNames(configFlags),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.Complete(cmd, args); err != nil {
+				return err
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			return o.Run(cmd.Context())
+		},
+	}
+}
+
+// Complete reads the name and namespace from the arguments, -n and the exec info.
+func (o *CredentialOptions) Complete(_ *cobra.Command, args []string) error {
+	info, err := execcredential.ParseExecInfo(o.getenv(execcredential.ExecInfoEnv))
+	if err != nil {
+		return err
+	}
+	if len(args) > 0 {
+		o.Name = args[0]
+	}
+	o.Namespace = o.namespaceFlag()
+	if info != nil {
+		if o.Name == "" {
+			o.Name = info.Import
+		}
+		if o.Namespace == "" {
+			o.Namespace = info.Namespace
+		}
+	}
+	return nil
+}
+
+// Validate checks the name.
+func (o *CredentialOptions) Validate() error {
+	if o.Name == "" {
+		return errors.New("no import named: pass NAME, or write the kubeconfig with `kubectl mcsa kubeconfig NAME --exec`")
+	}
+	if errs := validation.IsDNS1123Subdomain(o.Name); len(errs) > 0 {
+		return fmt.Errorf("%q is not an import name: %s", o.Name, strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// Run prints the credential of the mounted import, else of the import's secret.
+func (o *CredentialOptions) Run(ctx context.Context) error {
+	ec, err := o.credential(ctx)
+	if err != nil {
+		return err
+	}
+	b, err := execcredential.Encode(ec)
+	if err != nil {
+		return err
+	}
+	_, err = o.Out.Write(b)
+	return err
+}
+
+func (o *CredentialOptions) credential(ctx context.Context) (*clientauthv1.ExecCredential, error) {
+	dir := o.mountDir(o.Name)
+	if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+		ec, err := execcredential.FromDir(dir, o.now())
+		if err != nil {
+			return nil, fmt.Errorf("import %s mounted at %s: %w (is the import Ready? kubectl get serviceaccountimport %s -n <the pod's namespace>)", o.Name, dir, err, o.Name)
+		}
+		return ec, nil
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("import %s: %w", o.Name, err)
+	}
+	clients, err := o.connect()
+	if err != nil {
+		return nil, err
+	}
+	ns := o.Namespace
+	if ns == "" {
+		ns = clients.Namespace
+	}
+	name := v1alpha1.SecretName(o.Name)
+	secret, err := clients.Kube.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, fmt.Errorf("import %s has no secret %s in namespace %s of %s: check it with `kubectl mcsa get %s -n %s%s`", o.Name, name, ns, clients.Describe(), o.Name, ns, clients.ContextFlag())
+	case apierrors.IsForbidden(err):
+		return nil, fmt.Errorf("reading the secret of import %s in namespace %s of %s: %w (you need `get secrets` there: kubectl auth can-i get secret/%s -n %s%s)", o.Name, ns, clients.Describe(), err, name, ns, clients.ContextFlag())
+	case err != nil:
+		return nil, fmt.Errorf("reading the secret of import %s in namespace %s of %s: %w", o.Name, ns, clients.Describe(), err)
+	}
+	ec, err := execcredential.FromSecretData(secret.Data, o.now())
+	if err != nil {
+		return nil, fmt.Errorf("secret %s/%s of import %s: %w (is the importer running? kubectl mcsa doctor%s)", ns, name, o.Name, err, clients.ContextFlag())
+	}
+	return ec, nil
+}
+
+// mountedImportDir is where the webhook mounts an import, or where MCSA_SERVICEACCOUNTIMPORTS_DIR
+// says (as the client library reads it, incluster/config).
+func mountedImportDir(name string) string {
+	if root := os.Getenv(config.MountRootEnv); root != "" {
+		return filepath.Join(root, name)
+	}
+	return v1alpha1.MountPath(name)
+}
+
+// lightClientsFor builds a typed client of the context that kubectl's flags select, without
+// the dynamic client and REST mapper of kube.New: commands run by client-go on every
+// credential refresh must be fast.
+func lightClientsFor(f *genericclioptions.ConfigFlags) clientsFunc {
+	return func() (*kube.Clients, error) {
+		loader := f.ToRawKubeConfigLoader()
+		raw, err := loader.RawConfig()
+		if err != nil {
+			return nil, fmt.Errorf("reading kubeconfig: %w", err)
+		}
+		cfg, err := loader.ClientConfig()
+		if err != nil {
+			return nil, kube.ConfigError(err)
+		}
+		cfg.UserAgent = "kubectl-mcsa/" + version.Version
+		ns, _, err := loader.Namespace()
+		if err != nil {
+			return nil, err
+		}
+		kc, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return nil, err
+		}
+		ctxName := raw.CurrentContext
+		if f.Context != nil && *f.Context != "" {
+			ctxName = *f.Context
+		}
+		return &kube.Clients{Context: ctxName, Namespace: ns, Config: cfg, Kube: kc, Raw: raw}, nil
+	}
+}
