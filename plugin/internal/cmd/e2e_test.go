@@ -230,6 +230,19 @@ func TestEndToEnd(t *testing.T) {
 		if err := c2.CoreV1().Secrets("default").Delete(ctx, bound.Name, metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
+		// The API server learns of the deletion through its own informer: wait until it refuses
+		// the token (at once for an unused token, once its informer has the deletion).
+		revoked, err := kubernetes.NewForConfig(&rest.Config{Host: cs[1].Server, BearerToken: tr.Status.Token, TLSClientConfig: rest.TLSClientConfig{CAData: cs[1].CAData}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 15*time.Second, true, func(ctx context.Context) (bool, error) {
+			_, err := revoked.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+			return apierrors.IsUnauthorized(err), nil
+		})
+		if err != nil {
+			t.Fatalf("the token bound to a deleted secret still authenticates: %v", err)
+		}
 		dir := t.TempDir()
 		for file, data := range map[string]string{"token": tr.Status.Token, "server": cs[1].Server, "ca.crt": string(cs[1].CAData), "namespace": "default"} {
 			if err := os.WriteFile(filepath.Join(dir, file), []byte(data), 0o600); err != nil {
