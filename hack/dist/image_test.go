@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"context"
 	"debug/elf"
-	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -326,21 +325,13 @@ func layerFiles(t *testing.T, img v1.Image) map[string]*layerFile {
 				t.Fatal(err)
 			}
 			defer rc.Close()
-			tr := tar.NewReader(rc)
-			for {
-				h, err := tr.Next()
-				if errors.Is(err, io.EOF) {
-					return
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
+			eachTarEntry(t, rc, func(h *tar.Header, tr *tar.Reader) {
 				data, err := io.ReadAll(tr)
 				if err != nil {
 					t.Fatal(err)
 				}
 				files[strings.TrimSuffix(strings.TrimPrefix(path.Clean("/"+h.Name), "/"), "/")] = &layerFile{hdr: h, data: data}
-			}
+			})
 		}()
 	}
 	return files

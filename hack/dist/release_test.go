@@ -61,15 +61,8 @@ func untar(t *testing.T, archive, dir string) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	eachTarEntry(t, f, func(h *tar.Header, tr *tar.Reader) {
+		var err error
 		p := filepath.Join(dir, filepath.FromSlash(h.Name))
 		if !strings.HasPrefix(p, filepath.Clean(dir)+string(filepath.Separator)) {
 			t.Fatalf("%s: entry %q leaves the archive", archive, h.Name)
@@ -90,5 +83,21 @@ func untar(t *testing.T, archive, dir string) {
 		if err != nil {
 			t.Fatal(err)
 		}
+	})
+}
+
+// eachTarEntry calls fn with each entry of the tar stream r, failing the test on a broken stream.
+func eachTarEntry(t *testing.T, r io.Reader, fn func(*tar.Header, *tar.Reader)) {
+	t.Helper()
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		fn(h, tr)
 	}
 }

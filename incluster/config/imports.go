@@ -37,6 +37,13 @@ func isImportName(name string) bool {
 	return len(validation.IsDNS1123Subdomain(name)) == 0
 }
 
+// ServiceAccountImportDir is the folder where the import of the given name is mounted (or would
+// be): under v1alpha1.MountPathRoot, or under MCSA_SERVICEACCOUNTIMPORTS_DIR when set. For tools
+// that read an import's files themselves, such as `kubectl mcsa credential`.
+func ServiceAccountImportDir(name string) string {
+	return filepath.Join(mountRoot(), name)
+}
+
 // ServiceAccountImportConfigAndNamespace returns a rest.Config and namespace from the mounted
 // service account import. If none or several are mounted, an error is returned.
 func ServiceAccountImportConfigAndNamespace() (*rest.Config, string, error) {

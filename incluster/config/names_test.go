@@ -179,3 +179,15 @@ func TestAllContextsForExplicitKubeconfig(t *testing.T) {
 		t.Errorf("AllContextsForKubeconfig(missing file): error %v", err)
 	}
 }
+
+func TestServiceAccountImportDir(t *testing.T) {
+	for _, tc := range []struct{ env, want string }{
+		{"", "/var/run/secrets/admiralty.io/serviceaccountimports/imp"},
+		{"/tmp/mounts", "/tmp/mounts/imp"},
+	} {
+		t.Setenv(MountRootEnv, tc.env)
+		if got := ServiceAccountImportDir("imp"); got != tc.want {
+			t.Errorf("with %s=%q: %q, want %q", MountRootEnv, tc.env, got, tc.want)
+		}
+	}
+}

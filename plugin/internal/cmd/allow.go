@@ -48,15 +48,7 @@ account has such rights: the importing cluster gets them with it.`,
   kubectl mcsa allow cluster1 default/pod-lister --into-namespaces team-a,team-b --context cluster2
   kubectl mcsa allow cluster1 --namespace-wide monitoring --context cluster2`,
 		Args: cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(cmd, args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: runE(o),
 	}
 	f := cmd.Flags()
 	f.StringSliceVar(&o.Grant.NamespaceWide, "namespace-wide", o.Grant.NamespaceWide, "grant every service account of these namespaces (explicit: prefer named ones)")

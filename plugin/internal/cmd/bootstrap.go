@@ -79,15 +79,7 @@ Cluster names default to the kubeconfig cluster names of the contexts.`,
 			}
 			return contextNames(configFlags), cobra.ShellCompDirectiveNoFileComp
 		},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(cmd, args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: runE(o),
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.TargetContext, "target-context", o.TargetContext, "kubeconfig context of the importing cluster")

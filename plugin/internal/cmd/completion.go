@@ -1,7 +1,13 @@
 package cmd
 
 import (
+	"context"
+	"slices"
+
 	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
 
 	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/imports"
 	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/kube"
@@ -12,21 +18,67 @@ func noCompletion(*cobra.Command, []string, string) ([]string, cobra.ShellCompDi
 	return nil, cobra.ShellCompDirectiveNoFileComp
 }
 
-// completeImportNames offers the imports of the namespace.
-func completeImportNames(g kube.Getter) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-	return func(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
+// completeNames offers the names list gives in the namespace that kubectl's flags select (one
+// connection per completion, no file names): for the first argument only, or with many for
+// every argument, less the names already given.
+func completeNames(g kube.Getter, many bool, list func(ctx context.Context, cl *kube.Clients) ([]string, error)) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	return func(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+		if len(args) > 0 && !many {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
 		cl, err := kube.New(g)
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveError
 		}
-		l, err := (&imports.Client{Clients: cl}).List(ctxFor(cmd), cl.Namespace)
+		names, err := list(ctxFor(cmd), cl)
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveError
 		}
+		return slices.DeleteFunc(names, func(n string) bool { return slices.Contains(args, n) }), cobra.ShellCompDirectiveNoFileComp
+	}
+}
+
+// completeImportNames offers the imports of the namespace, for one argument or, with many, for
+// each.
+func completeImportNames(g kube.Getter, many bool) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	return completeNames(g, many, func(ctx context.Context, cl *kube.Clients) ([]string, error) {
+		l, err := (&imports.Client{Clients: cl}).List(ctx, cl.Namespace)
 		var names []string
 		for _, sai := range l {
 			names = append(names, sai.Name)
 		}
-		return names, cobra.ShellCompDirectiveNoFileComp
-	}
+		return names, err
+	})
+}
+
+// completeAnnotatedPods offers the pods of the namespace that ask for imports.
+func completeAnnotatedPods(g kube.Getter) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	return completeNames(g, false, func(ctx context.Context, cl *kube.Clients) ([]string, error) {
+		l, err := cl.Kube.CoreV1().Pods(cl.Namespace).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, err
+		}
+		var names []string
+		for _, p := range l.Items {
+			if _, ok := p.Annotations[v1alpha1.ImportNameKey]; ok {
+				names = append(names, p.Name)
+			}
+		}
+		return names, nil
+	})
+}
+
+// completeServiceAccounts offers the service accounts of the namespace.
+func completeServiceAccounts(g kube.Getter) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	return completeNames(g, false, func(ctx context.Context, cl *kube.Clients) ([]string, error) {
+		l, err := cl.Kube.CoreV1().ServiceAccounts(cl.Namespace).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, err
+		}
+		var names []string
+		for _, sa := range l.Items {
+			names = append(names, sa.Name)
+		}
+		return names, nil
+	})
 }

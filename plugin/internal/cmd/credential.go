@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -50,7 +49,7 @@ func NewCredentialOptions(streams genericiooptions.IOStreams, configFlags *gener
 		IOStreams: streams,
 		now:       time.Now,
 		getenv:    os.Getenv,
-		mountDir:  mountedImportDir,
+		mountDir:  config.ServiceAccountImportDir,
 		connect:   lightClientsFor(configFlags),
 		namespaceFlag: func() string {
 			if configFlags.Namespace == nil {
@@ -81,16 +80,8 @@ expired one. The import's name comes from NAME, else from the cluster's
 client.authentication.k8s.io/exec extension that clients pass in KUBERNETES_EXEC_INFO.`,
 		Example:           "  kubectl mcsa credential cluster2-default-pod-lister -n default --context cluster1",
 		Args:              cobra.MaximumNArgs(1),
-		ValidArgsFunction: completeImportNames(configFlags),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(cmd, args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		ValidArgsFunction: completeImportNames(configFlags, false),
+		RunE:              runE(o),
 	}
 }
 
@@ -174,15 +165,6 @@ func (o *CredentialOptions) credential(ctx context.Context) (*clientauthv1.ExecC
 		return nil, fmt.Errorf("secret %s/%s of import %s: %w (is the importer running? kubectl mcsa doctor%s)", ns, name, o.Name, err, clients.ContextFlag())
 	}
 	return ec, nil
-}
-
-// mountedImportDir is where the webhook mounts an import, or where MCSA_SERVICEACCOUNTIMPORTS_DIR
-// says (as the client library reads it, incluster/config).
-func mountedImportDir(name string) string {
-	if root := os.Getenv(config.MountRootEnv); root != "" {
-		return filepath.Join(root, name)
-	}
-	return v1alpha1.MountPath(name)
 }
 
 // lightClientsFor builds a typed client of the context that kubectl's flags select, without

@@ -75,9 +75,7 @@ func readExecLog(t *testing.T, path string) []execRecord {
 // credential's expirationTimestamp (75 % of the token's lifetime), then runs it again and gets
 // the newest token.
 func TestExecCredentialEndToEnd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end")
-	}
+	// fixture.ForTest skips it under -short: it runs real control planes.
 	const a, b, name, lifetime = "cluster1", "cluster2", "pod-lister", 600
 	f := fixture.ForTest(t, fixture.Options{Clusters: []string{a, b}, Install: []string{a}, Bootstrap: []fixture.Link{{Target: a, Source: b}}, Log: t.Logf})
 	ctx := t.Context()

@@ -40,15 +40,7 @@ tokens but keep the grant, use revoke.`,
 		Example: `  kubectl mcsa disallow cluster1 default/pod-lister --context cluster2
   kubectl mcsa disallow cluster1 --all-service-accounts --context cluster2`,
 		Args: cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(cmd, args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: runE(o),
 	}
 	f := cmd.Flags()
 	f.StringSliceVar(&o.Grant.NamespaceWide, "namespace-wide", o.Grant.NamespaceWide, "revoke the grants of every service account of these namespaces (allow --namespace-wide)")

@@ -51,15 +51,7 @@ are not ready, grouped by reason. Exits non-zero when any check fails.`,
 		Example: `  kubectl mcsa doctor --context cluster1
   kubectl mcsa doctor --all-contexts -o json`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(cmd, args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: runE(o),
 	}
 	cmd.Flags().BoolVar(&o.AllContexts, "all-contexts", o.AllContexts, "check every context of the kubeconfig")
 	cmd.Flags().StringVarP(&o.Output, "output", "o", o.Output, "json or yaml")

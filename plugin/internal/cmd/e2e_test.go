@@ -172,6 +172,35 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("argument completion", func(t *testing.T) {
+		// Cobra's hidden __complete prints the candidates, then a ":directive" line.
+		candidates := func(args ...string) []string {
+			t.Helper()
+			out, _ := mcsa(t, append([]string{"__complete"}, args...)...)
+			var names []string
+			for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+				if l != "" && !strings.HasPrefix(l, ":") {
+					names = append(names, l)
+				}
+			}
+			return names
+		}
+		for _, tc := range []struct {
+			args []string
+			want []string
+		}{
+			{[]string{"rotate", "--context", "cluster1", ""}, []string{name}},
+			{[]string{"rotate", "--context", "cluster1", name, ""}, nil},
+			{[]string{"get", "--context", "cluster1", ""}, []string{name}},
+			{[]string{"get", "--context", "cluster1", name, ""}, nil},
+			{[]string{"export", "--context", "cluster2", ""}, []string{"default", "pod-lister"}},
+		} {
+			if got := candidates(tc.args...); strings.Join(got, ",") != strings.Join(tc.want, ",") {
+				t.Errorf("completing %q: %q, want %q", tc.args, got, tc.want)
+			}
+		}
+	})
+
 	t.Run("allow reviews broad rights with the real authorizer", func(t *testing.T) {
 		// ops/root is a cluster admin of cluster2; default/pod-lister may only list pods.
 		if _, err := c2.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ops"}}, metav1.CreateOptions{}); err != nil {

@@ -56,32 +56,10 @@ func NewCmdExport(streams genericiooptions.IOStreams, configFlags *genericcliopt
 (TokenRequest) and print a Secret holding it with this cluster's CA, server URL, the service
 account's namespace and a kubeconfig, in the layout of an import's secret, to be applied in
 another cluster. Nothing renews it: it stops working after --ttl. Prefer imports, which rotate.`,
-		Example: `  kubectl mcsa export pod-lister -n default --context cluster2 --as cluster2-default-pod-lister | kubectl apply --context cluster1 -f -`,
-		Args:    cobra.ExactArgs(1),
-		ValidArgsFunction: func(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
-			cl, err := kube.New(configFlags)
-			if err != nil || len(args) > 0 {
-				return nil, cobra.ShellCompDirectiveNoFileComp
-			}
-			l, err := cl.Kube.CoreV1().ServiceAccounts(cl.Namespace).List(ctxFor(cmd), metav1.ListOptions{})
-			if err != nil {
-				return nil, cobra.ShellCompDirectiveError
-			}
-			var names []string
-			for _, sa := range l.Items {
-				names = append(names, sa.Name)
-			}
-			return names, cobra.ShellCompDirectiveNoFileComp
-		},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(cmd, args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		Example:           `  kubectl mcsa export pod-lister -n default --context cluster2 --as cluster2-default-pod-lister | kubectl apply --context cluster1 -f -`,
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeServiceAccounts(configFlags),
+		RunE:              runE(o),
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.As, "as", o.As, "name of the printed Secret (default CLUSTER-NAMESPACE-SERVICEACCOUNT)")

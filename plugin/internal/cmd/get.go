@@ -55,16 +55,8 @@ func NewCmdGet(streams genericiooptions.IOStreams, configFlags *genericclioption
 		Example: `  kubectl mcsa get
   kubectl mcsa list -A -o wide
   kubectl mcsa get cluster2-default-pod-lister -o yaml`,
-		ValidArgsFunction: completeImportNames(configFlags),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(cmd, args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		ValidArgsFunction: completeImportNames(configFlags, true),
+		RunE:              runE(o),
 	}
 	cmd.Flags().BoolVarP(&o.AllNamespaces, "all-namespaces", "A", o.AllNamespaces, "list imports of every namespace")
 	o.printFlags.AddFlags(cmd)

@@ -66,15 +66,7 @@ CLUSTER-NAMESPACE-SERVICEACCOUNT.`,
   kubectl mcsa import vault-reader --cluster cluster2 --remote-namespace vault --service-account reader --ttl 2h --audience vault`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: noCompletion,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(cmd, args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE:              runE(o),
 	}
 	f := cmd.Flags()
 	// A local --cluster shadows kubectl's --cluster (a kubeconfig cluster) for this command:

@@ -54,16 +54,8 @@ or a token file (e.g. inside a pod: the folder of a mounted import also gives th
   kubectl mcsa inspect cluster2-default-pod-lister --can-i list pods
   kubectl mcsa inspect --token-file /var/run/secrets/admiralty.io/serviceaccountimports/cluster2-default-pod-lister/token`,
 		Args:              cobra.MaximumNArgs(1),
-		ValidArgsFunction: completeImportNames(configFlags),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(cmd, args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		ValidArgsFunction: completeImportNames(configFlags, false),
+		RunE:              runE(o),
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Secret, "secret", o.Secret, "inspect this secret (with the keys of an import's secret) instead of an import")

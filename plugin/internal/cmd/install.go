@@ -49,15 +49,7 @@ with server-side apply. Running it again changes nothing unless something drifte
   kubectl mcsa install --image registry.example/mcsa-controller:v0.1.0
   kubectl mcsa install --dry-run=client   # print the manifests`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(cmd, args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: runE(o),
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Params.Image, "image", o.Params.Image, "controller image (default "+install.DefaultImage+" at the plugin's version)")

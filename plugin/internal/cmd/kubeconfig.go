@@ -75,16 +75,8 @@ rotations, for whoever may read the import's secret.`,
   # A kubeconfig that never expires while the import lives.
   (umask 077; kubectl mcsa kubeconfig cluster2-default-pod-lister --exec --context cluster1 > ~/.kube/cluster2)`,
 		Args:              cobra.ExactArgs(1),
-		ValidArgsFunction: completeImportNames(configFlags),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(cmd, args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		ValidArgsFunction: completeImportNames(configFlags, false),
+		RunE:              runE(o),
 	}
 	cmd.Flags().BoolVar(&o.Exec, "exec", o.Exec, "Write a kubeconfig whose user runs 'kubectl mcsa credential NAME' for each fresh token instead of holding the current one")
 	cmd.Flags().StringVar(&o.ExecCommand, "exec-command", o.ExecCommand, "With --exec, the program the kubeconfig runs: kubectl (run as 'kubectl mcsa credential') or a path to kubectl-mcsa (default: kubectl-mcsa if it is in PATH, else this binary's path)")

@@ -6,11 +6,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
-	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
 	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/diagnose"
 	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/kube"
 	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/ui"
@@ -42,33 +40,9 @@ func NewCmdMounts(streams genericiooptions.IOStreams, configFlags *genericcliopt
 		Short: "Show which imports a pod asks for, what the webhook mounted, and what is wrong",
 		Example: `  kubectl mcsa mounts multicluster-client-abcde
   kubectl mcsa mounts my-pod -n team-a -o json`,
-		Args: cobra.ExactArgs(1),
-		ValidArgsFunction: func(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
-			cl, err := kube.New(configFlags)
-			if err != nil || len(args) > 0 {
-				return nil, cobra.ShellCompDirectiveNoFileComp
-			}
-			l, err := cl.Kube.CoreV1().Pods(cl.Namespace).List(ctxFor(cmd), metav1.ListOptions{})
-			if err != nil {
-				return nil, cobra.ShellCompDirectiveError
-			}
-			var names []string
-			for _, p := range l.Items {
-				if _, ok := p.Annotations[v1alpha1.ImportNameKey]; ok {
-					names = append(names, p.Name)
-				}
-			}
-			return names, cobra.ShellCompDirectiveNoFileComp
-		},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(cmd, args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeAnnotatedPods(configFlags),
+		RunE:              runE(o),
 	}
 	cmd.Flags().StringVarP(&o.Output, "output", "o", o.Output, "yaml or json")
 	return cmd

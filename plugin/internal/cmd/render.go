@@ -28,15 +28,7 @@ func NewCmdRender(streams genericiooptions.IOStreams) *cobra.Command {
 		Use:   "render",
 		Short: "Print the manifests install would apply (same as `install --dry-run=client`)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(cmd, args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE:  runE(o),
 	}
 	cmd.Flags().StringVar(&o.Params.Image, "image", o.Params.Image, "controller image (default "+install.DefaultImage+" at the plugin's version)")
 	return cmd

@@ -41,15 +41,7 @@ at once, run ` + "`kubectl mcsa rotate IMPORT -n NAMESPACE`" + ` in the importin
 import too, use disallow, which deletes the anchor.`,
 		Example: `  kubectl mcsa revoke cluster1 default/pod-lister --context cluster2`,
 		Args:    cobra.MinimumNArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(cmd, args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE:    runE(o),
 	}
 	return cmd
 }

@@ -170,6 +170,28 @@ func contextNames(g kube.Getter) []string {
 	return names
 }
 
+// options is the one shape of every command (kubernetes/sample-cli-plugin): read the arguments
+// and connect, check, then act. runE is how each command's cobra.Command runs it, so a command
+// cannot skip a step or reorder them.
+type options interface {
+	Complete(cmd *cobra.Command, args []string) error
+	Validate() error
+	Run(ctx context.Context) error
+}
+
+// runE runs o's Complete, Validate and Run, stopping at the first error.
+func runE(o options) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := o.Complete(cmd, args); err != nil {
+			return err
+		}
+		if err := o.Validate(); err != nil {
+			return err
+		}
+		return o.Run(ctxFor(cmd))
+	}
+}
+
 // ctxFor is the command's context; completions run without one.
 func ctxFor(cmd *cobra.Command) context.Context {
 	if ctx := cmd.Context(); ctx != nil {

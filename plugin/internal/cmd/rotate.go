@@ -45,16 +45,8 @@ expires, so pods have time to pick up the new one (the kubelet updates mounted s
 minute or so).`,
 		Example:           "  kubectl mcsa rotate cluster2-default-pod-lister --wait",
 		Args:              cobra.ExactArgs(1),
-		ValidArgsFunction: completeImportNames(configFlags),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(cmd, args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		ValidArgsFunction: completeImportNames(configFlags, false),
+		RunE:              runE(o),
 	}
 	cmd.Flags().BoolVar(&o.Wait, "wait", o.Wait, "wait for the new token and show its expiry")
 	cmd.Flags().DurationVar(&o.Timeout, "timeout", o.Timeout, "how long --wait waits")

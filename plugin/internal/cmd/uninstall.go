@@ -41,15 +41,7 @@ func NewCmdUninstall(streams genericiooptions.IOStreams, configFlags *genericcli
 imports and their secrets, and the namespace ` + v1alpha1.DefaultNamespace + ` (which holds the
 cluster credentials) are kept unless --delete-imports is given.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(cmd, args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: runE(o),
 	}
 	cmd.Flags().BoolVar(&o.DeleteImports, "delete-imports", o.DeleteImports, "also delete the CRD (so every import and its secret) and the namespace with the cluster credentials")
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", o.DryRun, "send the deletions with dryRun: nothing is removed")
