@@ -22,23 +22,24 @@ import (
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/credential"
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/grant"
+	"github.com/kubectl-mcsa/kubectl-mcsa/manifests"
 	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/imports"
 	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/kube"
 	"github.com/kubectl-mcsa/kubectl-mcsa/test/controlplane"
+	"github.com/kubectl-mcsa/kubectl-mcsa/test/fixture"
+	"github.com/kubectl-mcsa/kubectl-mcsa/test/podlister"
 )
 
 // TestEndToEnd drives every command through the root command against two real control
 // planes, with the real controller running out of cluster against cluster1.
 func TestEndToEnd(t *testing.T) {
-	cs := controlplane.ForTest(t, "cluster1", "cluster2")
+	// Bare clusters: the test installs and bootstraps through the commands under test.
+	f := fixture.ForTest(t, fixture.Options{Clusters: []string{"cluster1", "cluster2"}, Log: t.Logf})
+	cs, kubeconfig := f.Clusters, f.Kubeconfig
 	ctx := context.Background()
 	// kubectl's and the plugin's discovery cache, here rather than in the user's ~/.kube.
 	t.Setenv("KUBECACHEDIR", t.TempDir())
 	c1, c2 := cs[0].Clientset(), cs[1].Clientset()
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := controlplane.WriteKubeconfig(kubeconfig, cs...); err != nil {
-		t.Fatal(err)
-	}
 	mcsa := func(t *testing.T, args ...string) (string, string) {
 		t.Helper()
 		out, errOut, err := run(t, kubeconfig, args...)
@@ -99,7 +100,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
-	controlplane.ControllerForTest(t, cs[0], "--namespace="+v1alpha1.DefaultNamespace)
+	f.StartController(t, "cluster1")
 
 	t.Run("bootstrap twice, drift repaired", func(t *testing.T) {
 		mcsa(t, "bootstrap", "cluster1", "cluster2")
@@ -126,18 +127,7 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	// The pod-lister of the original getting-started, in cluster2.
-	if _, err := c2.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "pod-lister"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c2.RbacV1().Roles("default").Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "pod-lister"},
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list"}}}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c2.RbacV1().RoleBindings("default").Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "pod-lister"},
-		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "pod-lister"},
-		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "pod-lister", Namespace: "default"}}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	podlister.Create(t, f.Cluster("cluster2"), "default", true)
 
 	const name = "cluster2-default-pod-lister"
 	t.Run("import before allow reports Forbidden with the remedy", func(t *testing.T) {
@@ -287,7 +277,7 @@ func TestEndToEnd(t *testing.T) {
 	t.Run("mounts", func(t *testing.T) {
 		// Without a node the installed webhook is unreachable, and annotated pods would be
 		// refused: pods are created here as the webhook would have mutated them.
-		if err := c1.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(ctx, "mcsa-automount", metav1.DeleteOptions{}); err != nil {
+		if err := c1.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(ctx, manifests.WebhookConfiguration, metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		mounted := func(name string, containers ...string) *corev1.Pod {
@@ -339,13 +329,13 @@ func TestEndToEnd(t *testing.T) {
 			return out
 		}
 		// The webhook configuration was deleted by the mounts test.
-		out := check(t, "✓ crd", "✗ webhook", "MutatingWebhookConfiguration mcsa-automount not found", "✓ cluster cluster2", "reachable at "+cs[1].Server)
+		out := check(t, "✓ crd", "✗ webhook", "MutatingWebhookConfiguration "+manifests.WebhookConfiguration+" not found", "✓ cluster cluster2", "reachable at "+cs[1].Server)
 		// Restore it, without a CA bundle.
 		mcsa(t, "install", "--context", "cluster1")
 		if strings.Contains(out, "cluster cluster2 grants") {
 			t.Errorf("doctor reports grants missing while the import is allowed:\n%s", out)
 		}
-		w, err := c1.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "mcsa-automount", metav1.GetOptions{})
+		w, err := c1.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, manifests.WebhookConfiguration, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -517,7 +507,7 @@ func TestEndToEnd(t *testing.T) {
 		if !strings.Contains(out, "deployment.apps/mcsa-controller deleted") || !strings.Contains(errOut, "--delete-imports") {
 			t.Fatalf("unexpected output:\n%s\n%s", out, errOut)
 		}
-		if _, err := c1.AppsV1().Deployments(grant.Namespace).Get(ctx, "mcsa-controller", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		if _, err := c1.AppsV1().Deployments(manifests.Namespace).Get(ctx, manifests.ControllerDeployment, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 			t.Fatalf("deployment still there: %v", err)
 		}
 		if _, err := c1.CoreV1().Namespaces().Get(ctx, grant.Namespace, metav1.GetOptions{}); err != nil {
