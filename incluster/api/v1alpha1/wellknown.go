@@ -116,7 +116,6 @@ const (
 	ReasonNamespaceNotAllowed    = "NamespaceNotAllowed"
 	ReasonInvalidSpec            = "InvalidSpec"
 	ReasonSecretConflict         = "SecretConflict"
-	ReasonPending                = "Pending"
 	// ReasonGrantAnchorMissing: the anchor Secret in B that the import's tokens are bound to
 	// does not exist (the grant was disallowed, or predates anchors); the importer never falls
 	// back to an unbound token.
