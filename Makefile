@@ -55,6 +55,7 @@ maybe-node-prereqs:
 ## docs: regenerate the CLI reference (docs/cli.md) from the commands
 docs:
 	$(GO) test ./plugin/internal/cmd -run TestCLIReference -update
+	$(GO) test ./manifests -run TestSecurityDocRBAC -update
 
 ## generate: deepcopy functions and the CRD from the API types
 generate: $(BIN)/controller-gen

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/api/resmap"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -22,24 +23,7 @@ import (
 // objects the code looks up by name exist under exactly the names manifests defines, and that
 // the RBAC rules naming them (resourceNames) use those names too.
 func TestNames(t *testing.T) {
-	mem := filesys.MakeFsInMemory()
-	err := fs.WalkDir(manifests.FS, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := manifests.FS.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return mem.WriteFile(path.Join("/", p), b)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(mem, "/default")
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := render(t)
 	objects := map[string]bool{}       // kind/namespace/name
 	resourceNames := map[string]bool{} // resource/name in any rule
 	for _, r := range res.Resources() {
@@ -102,4 +86,28 @@ func TestExpirationBounds(t *testing.T) {
 			t.Errorf("version %s: expirationSeconds bounds %v..%v, want %d..%d", v.Name, p.Minimum, p.Maximum, v1alpha1.MinExpirationSeconds, v1alpha1.MaxExpirationSeconds)
 		}
 	}
+}
+
+// render is the default kustomization as the plugin installs it.
+func render(t *testing.T) resmap.ResMap {
+	t.Helper()
+	mem := filesys.MakeFsInMemory()
+	err := fs.WalkDir(manifests.FS, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := manifests.FS.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return mem.WriteFile(path.Join("/", p), b)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(mem, "/default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/credential"
+	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/grant"
 )
 
 // bulk measures items 1 and 5 for one set of limits: N imports created while the controller
@@ -181,7 +182,8 @@ func (e *env) rawLoop(ctx context.Context, lim Limits, ns string, n int) ([]time
 	done := make([]time.Time, 0, n)
 	err = parallel(ctx, n, lim.Concurrency, func(ctx context.Context, i int) error {
 		tr, err := remote.CoreV1().ServiceAccounts(remoteBulk).CreateToken(ctx, saName(i), &authenticationv1.TokenRequest{
-			Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)},
+			// As the importer asks: bound to the grant's anchor (B's admission refuses otherwise).
+			Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600), BoundObjectRef: grant.BoundObjectRef(clusterA, saName(i))},
 		}, metav1.CreateOptions{})
 		if err != nil {
 			return err

@@ -198,11 +198,12 @@ func ClusterImportRoleBinding(importingCluster string) *rbacv1.ClusterRoleBindin
 }
 
 // importRules allow minting tokens for, and reading, the named service accounts (any if names
-// is nil).
+// is nil), and reading the grants' token policies (ConfigMap PoliciesName).
 func importRules(names []string) []rbacv1.PolicyRule {
 	return []rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{tokenResource}, Verbs: []string{"create"}, ResourceNames: names},
 		{APIGroups: []string{""}, Resources: []string{serviceAccountResource}, Verbs: []string{"get"}, ResourceNames: slices.Clone(names)},
+		{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"}, ResourceNames: []string{PoliciesName}},
 	}
 }
 

@@ -116,10 +116,12 @@ const (
 	ReasonNamespaceNotAllowed    = "NamespaceNotAllowed"
 	ReasonInvalidSpec            = "InvalidSpec"
 	ReasonSecretConflict         = "SecretConflict"
-	// ReasonGrantAnchorMissing: the anchor Secret in B that the import's tokens are bound to
-	// does not exist (the grant was disallowed, or predates anchors); the importer never falls
-	// back to an unbound token.
+	// ReasonGrantAnchorMissing: the anchor Secret in B that the import's tokens are bound to,
+	// or the grant's token policy, does not exist (the grant was disallowed, or predates anchors
+	// or policies); the importer never falls back to an unbound or unlimited token.
 	ReasonGrantAnchorMissing = "GrantAnchorMissing"
+	// ReasonAudienceNotAllowed: the import asks for audiences its grant in B does not allow.
+	ReasonAudienceNotAllowed = "AudienceNotAllowed"
 )
 
 const (

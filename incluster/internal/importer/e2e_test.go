@@ -70,6 +70,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Run("credential renews itself, and only itself", e.testCredential)
 		t.Run("secret of someone else", e.testSecretConflict)
 		t.Run("importer identity cannot be imported", e.testImporterIdentity)
+		t.Run("grant's token policy, enforced by B itself", e.testGrantPolicy)
 	})
 	// Alone: they move the importer's clock, or stop and start the importer the others rely on.
 	t.Run("secret edits cannot postpone a refresh", e.testSecretEditsCannotPostpone)
@@ -191,6 +192,14 @@ func (e *env) testImport(t *testing.T) {
 	long := e.createImport(t, "app1", longName, clusterB, "team1", "reader", nil)
 	imp = e.waitReason(t, imp, v1alpha1.ReasonTokenIssued)
 	short = e.waitReason(t, short, v1alpha1.ReasonTokenIssued)
+	// 10^9 s (the ~136-year token of the audit) does not even reach the importer: the CRD's
+	// schema refuses it.
+	huge := &v1alpha1.ServiceAccountImport{ObjectMeta: metav1.ObjectMeta{Namespace: "app-policy", Name: "huge"},
+		Spec: v1alpha1.ServiceAccountImportSpec{ClusterName: clusterB, Namespace: "team-policy", Name: "reader", ExpirationSeconds: ptr.To[int64](1e9)}}
+	if err := e.ac.Create(ctx, huge); !apierrors.IsInvalid(err) {
+		t.Errorf("an import asking for 10^9 s: %v, want Invalid", err)
+	}
+
 	long = e.waitReason(t, long, v1alpha1.ReasonTokenIssued)
 	if ls := e.secret(t, long); ls == nil || len(ls.Name) != 253 || long.Status.Secrets[0].Name != ls.Name || !credential.OwnedBy(ls, long) {
 		t.Errorf("secret of the longest name: %+v", ls)
@@ -407,7 +416,7 @@ func (e *env) testCredential(t *testing.T) {
 	asImporter := e.clientB(t, token)
 	mint := func(namespace, name string) error {
 		_, err := asImporter.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name,
-			&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](600)}}, metav1.CreateOptions{})
+			&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](600), BoundObjectRef: grant.BoundObjectRef(clusterA, name)}}, metav1.CreateOptions{})
 		return err
 	}
 	must(t, mint(grant.Namespace, clusterA))
@@ -668,6 +677,80 @@ func (e *env) testKubeconfigClusters(t *testing.T) {
 }
 
 // Helpers.
+
+// testGrantPolicy: an import asking for more than its grant allows gets a token capped at the
+// grant's maximum, and says so; one asking for an audience the grant does not list is refused
+// with its own reason. B enforces the policy itself: TokenRequests made directly with the
+// importer's credential, beyond the grant or not bound to its anchor, are refused by B's
+// admission (a ValidatingAdmissionPolicy on serviceaccounts/token).
+func (e *env) testGrantPolicy(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	e.nsA(t, "app-policy")
+	e.serviceAccountB(t, "team-policy", "reader", nil)
+	e.grantB(t, "team-policy", "reader")
+	must(t, e.f.AnchorWithPolicy(ctx, clusterA, clusterB, "team-policy", grant.Policy{MaxLifetime: 20 * time.Minute, Audiences: []string{"vault"}}, "reader"))
+
+	long := e.createImport(t, "app-policy", "long", clusterB, "team-policy", "reader", ptr.To[int64](v1alpha1.MaxExpirationSeconds))
+	aud := e.createImport(t, "app-policy", "vault", clusterB, "team-policy", "reader", nil)
+	aud.Spec.Audiences = []string{"vault"}
+	must(t, e.ac.Update(ctx, aud))
+	sts := e.createImport(t, "app-policy", "sts", clusterB, "team-policy", "reader", nil)
+	sts.Spec.Audiences = []string{"sts.amazonaws.com"}
+	must(t, e.ac.Update(ctx, sts))
+
+	// 10^9 s (the ~136-year token of the audit) does not even reach the importer: the CRD's
+	// schema refuses it.
+	huge := &v1alpha1.ServiceAccountImport{ObjectMeta: metav1.ObjectMeta{Namespace: "app-policy", Name: "huge"},
+		Spec: v1alpha1.ServiceAccountImportSpec{ClusterName: clusterB, Namespace: "team-policy", Name: "reader", ExpirationSeconds: ptr.To[int64](1e9)}}
+	if err := e.ac.Create(ctx, huge); !apierrors.IsInvalid(err) {
+		t.Errorf("an import asking for 10^9 s: %v, want Invalid", err)
+	}
+
+	long = e.waitReason(t, long, v1alpha1.ReasonTokenIssued)
+	if got := jwtExpiry(t, string(e.secret(t, long).Data["token"])).Sub(long.Status.LastRefreshTime.Time); got > 20*time.Minute+time.Minute {
+		t.Errorf("token asked for 24h under a 20m grant lives %s", got)
+	}
+	if msg := ready(long).Message; !strings.Contains(msg, "capped at 20m0s") {
+		t.Errorf("Ready message does not say the lifetime is capped: %s", msg)
+	}
+	e.waitReason(t, aud, v1alpha1.ReasonTokenIssued)
+	e.waitReason(t, sts, v1alpha1.ReasonAudienceNotAllowed)
+	if s := e.secret(t, sts); s != nil && len(s.Data["token"]) > 0 {
+		t.Error("a refused import holds a token")
+	}
+
+	// The importer's own credential, used directly against B: only what the grant allows.
+	importerB := e.clientB(t, e.bootstrapToken).CoreV1().ServiceAccounts("team-policy")
+	must(t, e.b.CreateIfMissing(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "team-policy", Name: "not-an-anchor"}}))
+	anchor := grant.BoundObjectRef(clusterA, "reader")
+	other := &authenticationv1.BoundObjectReference{Kind: "Secret", APIVersion: "v1", Name: "not-an-anchor"}
+	for _, tc := range []struct {
+		name    string
+		spec    authenticationv1.TokenRequestSpec
+		allowed bool
+	}{
+		{"within the grant", authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](600), BoundObjectRef: anchor}, true},
+		{"allowed audience", authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](600), BoundObjectRef: anchor, Audiences: []string{"vault"}}, true},
+		{"beyond the maximum", authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](86400), BoundObjectRef: anchor}, false},
+		{"default lifetime beyond the maximum", authenticationv1.TokenRequestSpec{BoundObjectRef: anchor}, false},
+		{"other audience", authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](600), BoundObjectRef: anchor, Audiences: []string{"sts.amazonaws.com"}}, false},
+		{"unbound", authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](600)}, false},
+		{"bound to another secret", authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](600), BoundObjectRef: other}, false},
+	} {
+		_, err := importerB.CreateToken(ctx, "reader", &authenticationv1.TokenRequest{Spec: tc.spec}, metav1.CreateOptions{})
+		switch {
+		case tc.allowed && err != nil:
+			t.Errorf("%s: refused: %v", tc.name, err)
+		case !tc.allowed && !apierrors.IsForbidden(err):
+			t.Errorf("%s: got %v, want B's admission to refuse it (Forbidden)", tc.name, err)
+		}
+	}
+	// B's own administrators are not bound by grants.
+	_, err := e.bkube.CoreV1().ServiceAccounts("team-policy").CreateToken(ctx, "reader",
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](86400)}}, metav1.CreateOptions{})
+	must(t, err)
+}
 
 func (e *env) createB(t *testing.T, o client.Object) {
 	must(t, e.b.CreateIfMissing(t.Context(), o))

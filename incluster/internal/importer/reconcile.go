@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -304,17 +305,25 @@ func (r *Reconciler) refresh(ctx context.Context, imp *v1alpha1.ServiceAccountIm
 		}
 	}
 
-	refreshAttempts.WithLabelValues(imp.Spec.ClusterName, trigger).Inc()
-	issued := time.Unix(now.Unix(), 0) // the status records seconds; keep the schedule identical after a restart
-	seconds := int64(r.opts.DefaultTokenLifetime / time.Second)
-	if imp.Spec.ExpirationSeconds != nil {
-		seconds = *imp.Spec.ExpirationSeconds
-	}
 	if rem.importingCluster == "" {
 		// Tokens are bound to the anchor of this cluster's grant, named after this cluster.
 		return failed(v1alpha1.ReasonGrantAnchorMissing, fmt.Sprintf(
 			"This cluster's name in cluster %s is unknown (set --cluster-name): the importer cannot name the anchor its tokens are bound to.", imp.Spec.ClusterName))
 	}
+	policy, err := r.policy(ctx, imp, rem)
+	if err != nil {
+		return failed(r.remoteFailure(imp, importing, err))
+	}
+	if !policy.AllowsAudiences(imp.Spec.Audiences) {
+		return failed(v1alpha1.ReasonAudienceNotAllowed, fmt.Sprintf(
+			"The grant of service account %s of cluster %s to cluster %s allows tokens for %s only, not for audiences %s. Remove the audiences from the import, or have them allowed: `%s --audiences %s`.",
+			sa, imp.Spec.ClusterName, importing, allowedAudiences(policy), strings.Join(imp.Spec.Audiences, ","),
+			grant.AllowCommand(importing, imp.Spec.ClusterName, sa.Namespace, sa.Name), strings.Join(imp.Spec.Audiences, ",")))
+	}
+
+	refreshAttempts.WithLabelValues(imp.Spec.ClusterName, trigger).Inc()
+	issued := time.Unix(now.Unix(), 0) // the status records seconds; keep the schedule identical after a restart
+	seconds := min(r.askedSeconds(imp), policy.MaxSeconds())
 	// Never an unbound token: deleting the anchor in B must revoke every token issued under the grant.
 	tr, err := rem.client.CoreV1().ServiceAccounts(sa.Namespace).CreateToken(ctx, sa.Name, &authenticationv1.TokenRequest{
 		Spec: authenticationv1.TokenRequestSpec{Audiences: imp.Spec.Audiences, ExpirationSeconds: ptr.To(seconds),
@@ -347,6 +356,28 @@ func (r *Reconciler) refresh(ctx context.Context, imp *v1alpha1.ServiceAccountIm
 		secret: written, state: next, hasState: true, refreshed: true, requeueAfter: at.Sub(now)}, nil
 }
 
+// policy is the token policy of the import's grant in B: the cluster credential's is fixed, an
+// import's is read from B (ConfigMap grant.PoliciesName of the service account's namespace).
+func (r *Reconciler) policy(ctx context.Context, imp *v1alpha1.ServiceAccountImport, rem *remote) (grant.Policy, error) {
+	if v1alpha1.IsClusterCredential(imp, r.opts.Namespace) {
+		return grant.CredentialPolicy(), nil
+	}
+	cm, err := rem.client.CoreV1().ConfigMaps(imp.Spec.Namespace).Get(ctx, grant.PoliciesName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return grant.Policy{}, grant.ErrNoPolicy
+	} else if err != nil {
+		return grant.Policy{}, err
+	}
+	return grant.LookupPolicy(cm.Data, rem.importingCluster, imp.Spec.Name)
+}
+
+func allowedAudiences(p grant.Policy) string {
+	if len(p.Audiences) == 0 {
+		return "the API server of that cluster"
+	}
+	return "the API server of that cluster and " + strings.Join(p.Audiences, ",")
+}
+
 // remoteFailure turns an error of the remote cluster into a Ready reason and a message naming
 // the remedy.
 func (r *Reconciler) remoteFailure(imp *v1alpha1.ServiceAccountImport, importing string, err error) (string, string) {
@@ -354,13 +385,22 @@ func (r *Reconciler) remoteFailure(imp *v1alpha1.ServiceAccountImport, importing
 	b := imp.Spec.ClusterName
 	bootstrap := grant.BootstrapCommand(importing, b)
 	cred := v1alpha1.IsClusterCredential(imp, r.opts.Namespace)
+	var policyErr *grant.PolicyError
 	switch {
+	case errors.Is(err, grant.ErrNoPolicy), errors.As(err, &policyErr):
+		return v1alpha1.ReasonGrantAnchorMissing, fmt.Sprintf("Cluster %s has no valid token policy for cluster %s's grant of service account %s (%v; the grant predates token policies, or was disallowed): the importer requests no token outside a grant. To write it, run `%s`.",
+			b, importing, sa, err, grant.AllowCommand(importing, b, imp.Spec.Namespace, imp.Spec.Name))
 	case anchorMissing(err) && cred:
 		return v1alpha1.ReasonGrantAnchorMissing, fmt.Sprintf("The anchor of the importer's own tokens, secret %s/%s in cluster %s, does not exist (deleted, or bootstrap predates anchors); the importer requests no unbound token: run `%s`.",
 			imp.Spec.Namespace, grant.AnchorName(importing, imp.Spec.Name), b, bootstrap)
 	case anchorMissing(err):
 		return v1alpha1.ReasonGrantAnchorMissing, fmt.Sprintf("The anchor of cluster %s's tokens of service account %s, secret %s/%s in cluster %s, does not exist (the grant was disallowed or is being revoked, or predates anchors); the importer requests no unbound token. To re-create it, run `%s`.",
 			importing, sa, imp.Spec.Namespace, grant.AnchorName(importing, imp.Spec.Name), b, grant.AllowCommand(importing, b, imp.Spec.Namespace, imp.Spec.Name))
+	case apierrors.IsForbidden(err) && strings.Contains(err.Error(), grant.TokenPolicyName):
+		// B's admission, enforcing the grant's token policy: the importer asked for what the
+		// policy it read allows, so that policy changed meanwhile, or the request is malformed.
+		return v1alpha1.ReasonForbidden, fmt.Sprintf("Cluster %s refused the token request by its grant's token policy (%v). If the grant was just changed, the next retry follows it; otherwise re-write the grant: run `%s`.",
+			b, err, grant.AllowCommand(importing, b, imp.Spec.Namespace, imp.Spec.Name))
 	case apierrors.IsForbidden(err) && cred:
 		return v1alpha1.ReasonForbidden, fmt.Sprintf("Cluster %s forbids the importer to renew its own token (service account %s): run `%s`.", b, sa, bootstrap)
 	case apierrors.IsForbidden(err):
@@ -393,7 +433,7 @@ func anchorMissing(err error) bool {
 // removed from the import's secret at once.
 func refused(reason string) bool {
 	switch reason {
-	case v1alpha1.ReasonForbidden, v1alpha1.ReasonNamespaceNotAllowed, v1alpha1.ReasonGrantAnchorMissing:
+	case v1alpha1.ReasonForbidden, v1alpha1.ReasonNamespaceNotAllowed, v1alpha1.ReasonGrantAnchorMissing, v1alpha1.ReasonAudienceNotAllowed:
 		return true
 	}
 	return false
@@ -435,7 +475,26 @@ func (r *Reconciler) readyMessage(imp *v1alpha1.ServiceAccountImport, st tokenSt
 	if v1alpha1.IsClusterCredential(imp, r.opts.Namespace) {
 		return fmt.Sprintf("Cluster credential for %s: token of the importer's identity %s/%s, renewed with itself, expires at %s.", imp.Spec.ClusterName, imp.Spec.Namespace, imp.Spec.Name, exp)
 	}
-	return fmt.Sprintf("Token of service account %s/%s of cluster %s expires at %s.", imp.Spec.Namespace, imp.Spec.Name, imp.Spec.ClusterName, exp)
+	msg := fmt.Sprintf("Token of service account %s/%s of cluster %s expires at %s.", imp.Spec.Namespace, imp.Spec.Name, imp.Spec.ClusterName, exp)
+	// Derived from the token itself, so that the message is the same whether the token was
+	// minted now or found: capped by the grant's policy, or by B's API server.
+	if lifetime, asked := st.expires.Sub(st.issued), time.Duration(r.askedSeconds(imp))*time.Second; asked-lifetime > cappedSlack {
+		msg += fmt.Sprintf(" Its lifetime is capped at %s, less than the %s the import asks for: the grant in cluster %s (or its API server) allows no more.",
+			lifetime.Round(time.Second), asked, imp.Spec.ClusterName)
+	}
+	return msg
+}
+
+// cappedSlack is how much shorter than asked a token may be without being reported as capped:
+// the API server counts its lifetime from its own clock, the status records whole seconds.
+const cappedSlack = time.Minute
+
+// askedSeconds is the lifetime the import asks for.
+func (r *Reconciler) askedSeconds(imp *v1alpha1.ServiceAccountImport) int64 {
+	if imp.Spec.ExpirationSeconds != nil {
+		return *imp.Spec.ExpirationSeconds
+	}
+	return int64(r.opts.DefaultTokenLifetime / time.Second)
 }
 
 // desiredSecret is the import's secret as the importer writes it, with its digest annotation;

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -75,9 +76,11 @@ func newFixture(t *testing.T, objs ...client.Object) *fixture {
 		Spec:       v1alpha1.ServiceAccountImportSpec{ClusterName: "cluster2", Namespace: grant.Namespace, Name: "cluster1"},
 	})
 	f := &fixture{
-		t:       t,
-		local:   fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).WithStatusSubresource(&v1alpha1.ServiceAccountImport{}).Build(),
-		remote:  k8sfake.NewClientset(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "sa"}}),
+		t:     t,
+		local: fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).WithStatusSubresource(&v1alpha1.ServiceAccountImport{}).Build(),
+		remote: k8sfake.NewClientset(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "sa"}},
+			// A grant allowing up to 24 h, so that tests' lifetimes are not capped unless they say so.
+			policies("team", "sa", grant.Policy{MaxLifetime: 24 * time.Hour})),
 		clock:   clocktesting.NewFakeClock(t0),
 		granted: time.Hour,
 		events:  events.NewFakeRecorder(100),
@@ -761,5 +764,66 @@ func TestStoppedAfterMinting(t *testing.T) {
 	}
 	if len(f.requested) != 1 {
 		t.Fatalf("%d tokens minted: the restart did not find the schedule", len(f.requested))
+	}
+}
+
+// policies is B's token policies ConfigMap of namespace holding cluster1's grant of sa.
+func policies(namespace, sa string, p grant.Policy) *corev1.ConfigMap {
+	cm := grant.Policies(namespace)
+	cm.Data = map[string]string{grant.PolicyKey("cluster1", sa): grant.PolicyValue("cluster1", sa, p)}
+	return cm
+}
+
+// TestGrantPolicy: the importer asks for no more than the grant allows, says when it got less
+// than the import asks for, refuses audiences the grant does not list, and requests nothing
+// without a policy (removing the token it holds).
+func TestGrantPolicy(t *testing.T) {
+	tests := []struct {
+		name        string
+		policy      *grant.Policy // nil: no entry
+		seconds     int64
+		audiences   []string
+		wantReason  string
+		wantSeconds int64 // requested; 0: no request
+		wantInMsg   string
+	}{
+		{name: "within", policy: &grant.Policy{MaxLifetime: time.Hour}, seconds: 1800, wantReason: v1alpha1.ReasonTokenIssued, wantSeconds: 1800},
+		{name: "capped", policy: &grant.Policy{MaxLifetime: time.Hour}, seconds: 86400, wantReason: v1alpha1.ReasonTokenIssued, wantSeconds: 3600,
+			wantInMsg: "capped at 1h0m0s, less than the 24h0m0s the import asks for"},
+		{name: "allowed audience", policy: &grant.Policy{MaxLifetime: time.Hour, Audiences: []string{"vault"}}, seconds: 1800, audiences: []string{"vault"},
+			wantReason: v1alpha1.ReasonTokenIssued, wantSeconds: 1800},
+		{name: "audience not allowed", policy: &grant.Policy{MaxLifetime: time.Hour, Audiences: []string{"vault"}}, seconds: 1800, audiences: []string{"sts.amazonaws.com"},
+			wantReason: v1alpha1.ReasonAudienceNotAllowed, wantInMsg: "--audiences sts.amazonaws.com"},
+		{name: "no policy", seconds: 1800, wantReason: v1alpha1.ReasonGrantAnchorMissing, wantInMsg: "kubectl mcsa allow cluster1 team/sa --context cluster2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			imp := newImport(testImport, "cluster2", "team", "sa")
+			imp.Spec.ExpirationSeconds = ptr.To(tt.seconds)
+			imp.Spec.Audiences = tt.audiences
+			f := newFixture(t, imp)
+			f.granted = time.Duration(min(tt.seconds, 3600)) * time.Second
+			cms := f.remote.CoreV1().ConfigMaps("team")
+			if err := cms.Delete(t.Context(), grant.PoliciesName, metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if tt.policy != nil {
+				if _, err := cms.Create(t.Context(), policies("team", "sa", *tt.policy), metav1.CreateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, _ = f.reconcile()
+			cond := meta.FindStatusCondition(f.get().Status.Conditions, v1alpha1.ConditionReady)
+			if cond == nil || cond.Reason != tt.wantReason || !strings.Contains(cond.Message, tt.wantInMsg) {
+				t.Fatalf("Ready = %+v, want reason %s with %q", cond, tt.wantReason, tt.wantInMsg)
+			}
+			var want []int64
+			if tt.wantSeconds != 0 {
+				want = []int64{tt.wantSeconds}
+			}
+			if !slices.Equal(f.requested, want) {
+				t.Errorf("requested lifetimes %v, want %v", f.requested, want)
+			}
+		})
 	}
 }

@@ -49,6 +49,12 @@ func ParseRefs(args []string) ([]ServiceAccountRef, error) {
 	return refs, nil
 }
 
+// Flags of the token policy.
+const (
+	MaxTokenLifetimeFlag = "max-token-lifetime"
+	AudiencesFlag        = "audiences"
+)
+
 // Grant is what to allow or disallow an importing cluster.
 type Grant struct {
 	// ImportingCluster is the cluster that imports (as named by bootstrap).
@@ -65,6 +71,17 @@ type Grant struct {
 	// AcceptNamespaceWideRisk, on allow only, lets NamespaceWide name a system namespace, or a
 	// namespace holding a service account with broad rights, which are refused otherwise.
 	AcceptNamespaceWideRisk bool
+	// Policy, on allow only, caps the lifetime and lists the audiences of the tokens minted under
+	// the grant (of the named service accounts, or of every one of NamespaceWide).
+	Policy grant.Policy
+}
+
+// policy is the grant's token policy: Policy, or the default if it is unset.
+func (g *Grant) policy() grant.Policy {
+	if g.Policy.MaxLifetime == 0 {
+		return grant.Policy{MaxLifetime: grant.DefaultMaxTokenLifetime, Audiences: g.Policy.Audiences}
+	}
+	return g.Policy
 }
 
 // Validate checks the grant before anything is written.
@@ -83,6 +100,11 @@ func (g *Grant) Validate(revoke bool) error {
 	}
 	if len(g.IntoNamespaces) > 0 && len(g.ServiceAccounts) == 0 {
 		return errors.New("--into-namespaces applies to named service accounts (NAMESPACE/SERVICEACCOUNT)")
+	}
+	if !revoke {
+		if err := g.policy().Validate(); err != nil {
+			return fmt.Errorf("--%s, --%s: %w", MaxTokenLifetimeFlag, AudiencesFlag, err)
+		}
 	}
 	for _, ns := range append(slices.Clone(g.NamespaceWide), g.IntoNamespaces...) {
 		if ns == grant.AnyNamespace {
@@ -113,6 +135,7 @@ func Allow(ctx context.Context, source *kube.Clients, g Grant, u *ui.UI) ([]kube
 		return err
 	}
 	for ns, names := range byNamespace(g.ServiceAccounts) {
+		named := slices.Clone(names)
 		// Merge with what is granted already: allow adds, it never narrows.
 		existing, err := source.Kube.RbacV1().Roles(ns).Get(ctx, grant.ImportName(g.ImportingCluster), metav1.GetOptions{})
 		if err == nil {
@@ -131,11 +154,17 @@ func Allow(ctx context.Context, source *kube.Clients, g Grant, u *ui.UI) ([]kube
 			return results, err
 		}
 		// Every granted service account of the namespace, earlier grants' too (they may predate
-		// anchors): tokens are bound to them.
-		for _, name := range grant.ImportedServiceAccounts(role) {
+		// anchors and policies): tokens are bound to them.
+		granted := grant.ImportedServiceAccounts(role)
+		for _, name := range granted {
 			if err := apply(grant.Anchor(g.ImportingCluster, ns, name)); err != nil {
 				return results, err
 			}
+		}
+		r, err := grantPolicies(ctx, source, g.ImportingCluster, ns, named, granted, g.policy())
+		results = append(results, r...)
+		if err != nil {
+			return results, err
 		}
 	}
 	for _, ns := range g.NamespaceWide {
@@ -155,12 +184,20 @@ func Allow(ctx context.Context, source *kube.Clients, g Grant, u *ui.UI) ([]kube
 		if err != nil {
 			return results, source.APIError(err)
 		}
+		var present []string
 		for _, sa := range sas.Items {
 			if err := apply(grant.Anchor(g.ImportingCluster, ns, sa.Name)); err != nil {
 				return results, err
 			}
+			present = append(present, sa.Name)
+		}
+		r, err := grantPolicies(ctx, source, g.ImportingCluster, ns, present, present, g.policy())
+		results = append(results, r...)
+		if err != nil {
+			return results, err
 		}
 	}
+	warnUnenforced(ctx, source, g.ImportingCluster, u)
 	for _, ref := range g.ServiceAccounts {
 		_, err := source.Kube.CoreV1().ServiceAccounts(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
 		switch {
@@ -196,10 +233,18 @@ func Disallow(ctx context.Context, source *kube.Clients, g Grant) ([]kube.Result
 		}
 		return err
 	}
+	// An anchor goes with its token policy.
 	delAnchor := func(obj *corev1.Secret) error {
 		r, err := source.Delete(ctx, obj, false)
-		if err == nil && r.Action != kube.NotFound {
+		if err != nil {
+			return err
+		}
+		if r.Action != kube.NotFound {
 			results = append(results, r)
+		}
+		p, err := WritePolicies(ctx, source, obj.Namespace, nil, []string{grant.PolicyKey(g.ImportingCluster, grant.AnchorServiceAccount(obj, g.ImportingCluster))})
+		if err == nil && p.Action == kube.Configured {
+			results = append(results, p)
 		}
 		return err
 	}

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -30,6 +33,7 @@ func source() *kubefake.Cluster {
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-a"}},
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "pod-lister", Namespace: "default"}},
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "reader", Namespace: "default"}},
+		grant.TokenPolicy([]string{"https://cluster2"}), // bootstrapped: the source enforces token policies
 	)
 	return c
 }
@@ -69,6 +73,7 @@ func TestAllowAndDisallow(t *testing.T) {
 	cl := c.Clients()
 	role, binding := "Role/"+grant.ImportName("cluster1"), "RoleBinding/"+grant.ImportName("cluster1")
 	anchor := func(sa, action string) string { return "\nSecret/" + grant.AnchorName("cluster1", sa) + " " + action }
+	policies := func(action string) string { return "\nConfigMap/" + grant.PoliciesName + " " + action }
 
 	steps := []struct {
 		name     string
@@ -78,23 +83,32 @@ func TestAllowAndDisallow(t *testing.T) {
 		imported []string
 		warning  string
 		wantErr  string
+		// policies are the entries of the token policies by service account (nil: not checked).
+		policies map[string]string
 	}{
 		{name: "allow one", g: Grant{ImportingCluster: "cluster1", ServiceAccounts: refs("default/pod-lister")},
-			want: role + " created\n" + binding + " created" + anchor("pod-lister", "created"), imported: []string{"pod-lister"}},
+			want: role + " created\n" + binding + " created" + anchor("pod-lister", "created") + policies("created"), imported: []string{"pod-lister"},
+			policies: map[string]string{"pod-lister": "cluster1 pod-lister 3600"}},
 		{name: "allow it again", g: Grant{ImportingCluster: "cluster1", ServiceAccounts: refs("default/pod-lister")},
-			want: role + " unchanged\n" + binding + " unchanged" + anchor("pod-lister", "unchanged"), imported: []string{"pod-lister"}},
-		{name: "allow adds, never narrows", g: Grant{ImportingCluster: "cluster1", ServiceAccounts: refs("default/reader")},
-			want: role + " configured\n" + binding + " unchanged" + anchor("pod-lister", "unchanged") + anchor("reader", "created"), imported: []string{"pod-lister", "reader"}},
+			want: role + " unchanged\n" + binding + " unchanged" + anchor("pod-lister", "unchanged") + policies("unchanged"), imported: []string{"pod-lister"},
+			policies: map[string]string{"pod-lister": "cluster1 pod-lister 3600"}},
+		{name: "allow adds, never narrows; its policy is the named one's", g: Grant{ImportingCluster: "cluster1", ServiceAccounts: refs("default/reader"),
+			Policy: grant.Policy{MaxLifetime: 15 * time.Minute, Audiences: []string{"vault"}}},
+			want: role + " configured\n" + binding + " unchanged" + anchor("pod-lister", "unchanged") + anchor("reader", "created") + policies("configured"), imported: []string{"pod-lister", "reader"},
+			policies: map[string]string{"pod-lister": "cluster1 pod-lister 3600", "reader": "cluster1 reader 900 vault"}},
 		{name: "a service account not there yet is granted with a warning", g: Grant{ImportingCluster: "cluster1", ServiceAccounts: refs("default/later")},
-			want: role + " configured\n" + binding + " unchanged" + anchor("later", "created") + anchor("pod-lister", "unchanged") + anchor("reader", "unchanged"), imported: []string{"later", "pod-lister", "reader"},
-			warning: "Warning: service account default/later does not exist yet in context \"cluster2\": imports of it will wait until it does"},
+			want: role + " configured\n" + binding + " unchanged" + anchor("later", "created") + anchor("pod-lister", "unchanged") + anchor("reader", "unchanged") + policies("configured"), imported: []string{"later", "pod-lister", "reader"},
+			policies: map[string]string{"later": "cluster1 later 3600", "pod-lister": "cluster1 pod-lister 3600", "reader": "cluster1 reader 900 vault"},
+			warning:  "Warning: service account default/later does not exist yet in context \"cluster2\": imports of it will wait until it does"},
 		{name: "disallow one", revoke: true, g: Grant{ImportingCluster: "cluster1", ServiceAccounts: refs("default/later")},
-			want: anchor("later", "deleted")[1:] + "\n" + role + " configured", imported: []string{"pod-lister", "reader"}},
+			want: anchor("later", "deleted")[1:] + policies("configured") + "\n" + role + " configured", imported: []string{"pod-lister", "reader"},
+			policies: map[string]string{"pod-lister": "cluster1 pod-lister 3600", "reader": "cluster1 reader 900 vault"}},
 		{name: "disallow the rest", revoke: true, g: Grant{ImportingCluster: "cluster1", ServiceAccounts: refs("default/pod-lister", "default/reader")},
-			want: anchor("pod-lister", "deleted")[1:] + anchor("reader", "deleted") + "\n" + binding + " deleted\n" + role + " deleted"},
+			want:     anchor("pod-lister", "deleted")[1:] + policies("configured") + anchor("reader", "deleted") + policies("configured") + "\n" + binding + " deleted\n" + role + " deleted",
+			policies: map[string]string{}},
 		{name: "disallow what is not granted", revoke: true, g: Grant{ImportingCluster: "cluster1", ServiceAccounts: refs("default/pod-lister")}},
 		{name: "into-namespaces needs the service account", g: Grant{ImportingCluster: "cluster1", ServiceAccounts: refs("team-a/ghost"), IntoNamespaces: []string{"team-x"}},
-			want:    "Role/" + grant.ImportName("cluster1") + " created\nRoleBinding/" + grant.ImportName("cluster1") + " created" + anchor("ghost", "created"),
+			want:    "Role/" + grant.ImportName("cluster1") + " created\nRoleBinding/" + grant.ImportName("cluster1") + " created" + anchor("ghost", "created") + policies("created"),
 			wantErr: "service account team-a/ghost not found in context \"cluster2\": --into-namespaces annotates it, so create it first (`kubectl create serviceaccount ghost -n team-a --context cluster2`)"},
 	}
 	for _, s := range steps {
@@ -117,6 +131,16 @@ func TestAllowAndDisallow(t *testing.T) {
 		}
 		if got := importedBy(t, c, "default"); strings.Join(got, ",") != strings.Join(s.imported, ",") {
 			t.Errorf("%s: the grant imports %v, want %v", s.name, got, s.imported)
+		}
+		if s.policies != nil {
+			want := map[string]string{}
+			for sa, v := range s.policies {
+				want[grant.PolicyKey("cluster1", sa)] = v
+			}
+			cm, err := c.Kube.CoreV1().ConfigMaps("default").Get(ctx, grant.PoliciesName, metav1.GetOptions{})
+			if err != nil || !maps.Equal(cm.Data, want) {
+				t.Errorf("%s: token policies %v (%v), want %v", s.name, cm.Data, err, want)
+			}
 		}
 		if strings.TrimSpace(out.String()) != s.warning {
 			t.Errorf("%s: printed %q, want %q", s.name, out.String(), s.warning)
@@ -142,7 +166,11 @@ func TestNamespaceWide(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, rule := range r.Rules {
-		if len(rule.ResourceNames) != 0 {
+		if slices.Contains(rule.Resources, "configmaps") {
+			if !slices.Equal(rule.ResourceNames, []string{grant.PoliciesName}) {
+				t.Errorf("a namespace-wide grant reads other configmaps than its token policies: %+v", rule)
+			}
+		} else if len(rule.ResourceNames) != 0 {
 			t.Errorf("a namespace-wide grant names service accounts: %+v", rule)
 		}
 	}
@@ -240,5 +268,20 @@ func TestAllowForbidden(t *testing.T) {
 	_, err := Allow(context.Background(), c.Clients(), Grant{ImportingCluster: "cluster1", ServiceAccounts: refs("default/pod-lister")}, ui.New(&bytes.Buffer{}))
 	if err == nil || !strings.Contains(err.Error(), "ask a cluster admin for access, or check `kubectl auth can-i --list --context cluster2`") {
 		t.Errorf("forbidden: %v", err)
+	}
+}
+
+// TestAllowWarnsWhenUnenforced: a source bootstrapped before token policies does not enforce
+// them itself; allow says so and names the command that installs the admission policy.
+func TestAllowWarnsWhenUnenforced(t *testing.T) {
+	c := kubefake.New("cluster2")
+	c.Add(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "default"}},
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "pod-lister", Namespace: "default"}})
+	var out bytes.Buffer
+	if _, err := Allow(context.Background(), c.Clients(), Grant{ImportingCluster: "cluster1", ServiceAccounts: refs("default/pod-lister")}, ui.New(&out)); err != nil {
+		t.Fatal(err)
+	}
+	if want := "does not enforce token policies itself yet (ValidatingAdmissionPolicy mcsa-token-grants is missing): the importer keeps to them, but a leaked importer credential would not; run `kubectl mcsa bootstrap cluster1 cluster2` again"; !strings.Contains(out.String(), want) {
+		t.Errorf("printed %q, want %q", out.String(), want)
 	}
 }

@@ -51,6 +51,7 @@ func (r rights) allows(spec authorizationv1.SubjectAccessReviewSpec) bool {
 // Its authorizer answers SubjectAccessReviews with r, or fails them with err.
 func riskySource(r rights, err error) (*kubefake.Cluster, *[]authorizationv1.SubjectAccessReviewSpec) {
 	c := kubefake.New("cluster2")
+	c.Add(grant.TokenPolicy([]string{"https://cluster2"}))
 	for _, ns := range []string{"default", "team-a", "empty", grant.Namespace, "kube-system"} {
 		c.Add(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
 	}

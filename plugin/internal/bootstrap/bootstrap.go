@@ -7,6 +7,7 @@ package bootstrap
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -19,7 +20,9 @@ import (
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/credential"
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/grant"
+	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/allow"
 	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/imports"
+	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/inspect"
 	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/kube"
 	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/ui"
 )
@@ -51,7 +54,7 @@ func (o *Options) Validate() error {
 	if o.TargetName == o.SourceName {
 		return fmt.Errorf("target and source are both named %q: a cluster does not import from itself; pass --target-name or --source-name", o.TargetName)
 	}
-	if shortest, longest := time.Duration(v1alpha1.MinExpirationSeconds)*time.Second, time.Duration(v1alpha1.MaxExpirationSeconds)*time.Second; o.TokenTTL < shortest || o.TokenTTL > longest {
+	if shortest, longest := time.Duration(v1alpha1.MinExpirationSeconds)*time.Second, grant.CredentialMaxTokenLifetime; o.TokenTTL < shortest || o.TokenTTL > longest || o.TokenTTL%time.Second != 0 {
 		return fmt.Errorf("--token-ttl %s: must be from %s to %s", o.TokenTTL, shortest, longest)
 	}
 	return nil
@@ -132,6 +135,9 @@ func (o *Options) Run(ctx context.Context) (*Result, error) {
 		return res, fmt.Errorf("minting a token for service account %s/%s in %s: %w", grant.Namespace, name, o.Source.Describe(), o.Source.APIError(err))
 	}
 	res.Expiration = tr.Status.ExpirationTimestamp.Time
+	if err := o.tokenPolicy(ctx, tr.Status.Token, res, apply); err != nil {
+		return res, err
+	}
 
 	o.UI.Step("target %s (%s): cluster credential %s/%s for %s", o.TargetName, o.Target.Describe(), v1alpha1.DefaultNamespace, o.SourceName, server)
 	if err := apply(o.Target, grant.ImporterNamespace()); err != nil {
@@ -187,5 +193,31 @@ func (o *Options) clusterWideGrant(ctx context.Context, apply func(*kube.Clients
 		o.UI.Warn("%s may still import every service account of %s (an earlier --allow-all-service-accounts); revoke it with `kubectl mcsa disallow %s --all-service-accounts%s`",
 			o.TargetName, o.SourceName, o.TargetName, o.Source.ContextFlag())
 	}
+	return nil
+}
+
+// tokenPolicy installs in the source the admission policy enforcing grants' token policies
+// (grant.TokenPolicy) and the credential's own: its tokens live at most --token-ttl. The API
+// server's own audiences, which the policy must know, are those of token, minted without any.
+func (o *Options) tokenPolicy(ctx context.Context, token string, res *Result, apply func(*kube.Clients, runtime.Object) error) error {
+	claims, err := inspect.DecodeToken(token)
+	if err != nil || len(claims.Audiences) == 0 {
+		return fmt.Errorf("reading the audiences of the token %s minted: %v", o.Source.Describe(), err)
+	}
+	o.UI.Step("source %s: token policy admission (the API server's audiences: %s); the credential's tokens live at most %s",
+		o.SourceName, strings.Join(claims.Audiences, ","), o.TokenTTL)
+	for _, obj := range []runtime.Object{grant.TokenPolicy(claims.Audiences), grant.TokenPolicyBinding()} {
+		if err := apply(o.Source, obj); err != nil {
+			return err
+		}
+	}
+	name := grant.ServiceAccountName(o.TargetName)
+	r, err := allow.WritePolicies(ctx, o.Source, grant.Namespace, map[string]string{
+		grant.PolicyKey(o.TargetName, name): grant.PolicyValue(o.TargetName, name, grant.Policy{MaxLifetime: o.TokenTTL}),
+	}, nil)
+	if err != nil {
+		return err
+	}
+	res.Applied = append(res.Applied, r)
 	return nil
 }

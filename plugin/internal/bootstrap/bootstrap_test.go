@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -48,11 +50,14 @@ func lines(results []kube.Result) []string {
 func TestRun(t *testing.T) {
 	ns := grant.Namespace
 	sourceObjects := []string{
+		"ConfigMap/" + ns + "/" + grant.PoliciesName,
 		"Namespace/" + ns,
 		"Role.rbac.authorization.k8s.io/" + ns + "/mcsa-importer-self:cluster1",
 		"RoleBinding.rbac.authorization.k8s.io/" + ns + "/mcsa-importer-self:cluster1",
 		"Secret/" + ns + "/" + grant.AnchorName("cluster1", "cluster1"),
 		"ServiceAccount/" + ns + "/cluster1",
+		"ValidatingAdmissionPolicy.admissionregistration.k8s.io/" + grant.TokenPolicyName,
+		"ValidatingAdmissionPolicyBinding.admissionregistration.k8s.io/" + grant.TokenPolicyName,
 	}
 	targetObjects := []string{
 		"Namespace/" + ns,
@@ -100,6 +105,15 @@ func TestRun(t *testing.T) {
 			if len(res.Applied) != len(tt.sourceObjects)+len(targetObjects) {
 				t.Errorf("%d results for %d objects: %v", len(res.Applied), len(tt.sourceObjects)+len(targetObjects), lines(res.Applied))
 			}
+			// B enforces the credential's cap, and knows its API server's audiences.
+			cm, err := source.Kube.CoreV1().ConfigMaps(ns).Get(ctx, grant.PoliciesName, metav1.GetOptions{})
+			if err != nil || cm.Data[grant.PolicyKey("cluster1", "cluster1")] != "cluster1 cluster1 43200" {
+				t.Errorf("credential's token policy: %v (%v)", cm, err)
+			}
+			vap, err := source.Kube.AdmissionregistrationV1().ValidatingAdmissionPolicies().Get(ctx, grant.TokenPolicyName, metav1.GetOptions{})
+			if err != nil || !slices.ContainsFunc(vap.Spec.Variables, func(v admissionregistrationv1.Variable) bool { return v.Expression == `["https://cluster2"]` }) {
+				t.Errorf("token policy admission: %v (%v)", vap, err)
+			}
 			if !res.Expiration.Equal(now.Add(12 * time.Hour)) {
 				t.Errorf("expiration %v", res.Expiration)
 			}
@@ -129,7 +143,7 @@ func TestRun(t *testing.T) {
 				t.Errorf("secret not controlled by the import: %+v", secret.OwnerReferences)
 			}
 			d := credential.Parse(secret.Data)
-			if d.Server != tt.wantServer || string(d.CAData) != "CA of cluster2" || d.Namespace != ns || d.Token != "token-1-of-"+ns+"/cluster1@cluster2" {
+			if d.Server != tt.wantServer || string(d.CAData) != "CA of cluster2" || d.Namespace != ns || !strings.HasSuffix(d.Token, "."+kubefake.TokenID(1, ns, "cluster1", "cluster2")) {
 				t.Errorf("credential: %+v", d)
 			}
 		})
@@ -156,6 +170,9 @@ func TestRunAgain(t *testing.T) {
 		"role/mcsa-importer-self:cluster1 unchanged",
 		"rolebinding/mcsa-importer-self:cluster1 unchanged",
 		"secret/" + grant.AnchorName("cluster1", "cluster1") + " unchanged",
+		"validatingadmissionpolicy/" + grant.TokenPolicyName + " unchanged",
+		"validatingadmissionpolicybinding/" + grant.TokenPolicyName + " unchanged",
+		"configmap/" + grant.PoliciesName + " unchanged",
 		"namespace/multicluster-service-account unchanged",
 		"serviceaccountimport/cluster2 unchanged",
 		"secret/" + v1alpha1.SecretName("cluster2") + " configured",
@@ -167,7 +184,7 @@ func TestRunAgain(t *testing.T) {
 		t.Errorf("second run changed the set of objects:\n%v\n%v", source.Names(), target.Names())
 	}
 	secret, _ := target.Kube.CoreV1().Secrets(grant.Namespace).Get(ctx, v1alpha1.SecretName("cluster2"), metav1.GetOptions{})
-	if got := string(secret.Data[v1alpha1.SecretKeyToken]); got != "token-2-of-"+grant.Namespace+"/cluster1@cluster2" {
+	if got := string(secret.Data[v1alpha1.SecretKeyToken]); !strings.HasSuffix(got, "."+kubefake.TokenID(2, grant.Namespace, "cluster1", "cluster2")) {
 		t.Errorf("token after the second run: %s", got)
 	}
 
@@ -203,8 +220,8 @@ func TestValidate(t *testing.T) {
 		{"target name", func(o *Options) { o.TargetName = "gke_p_z_c1" }, `cluster name "gke_p_z_c1" is not a DNS-1123 label: pass --target-name`},
 		{"source name", func(o *Options) { o.SourceName = "Cluster2" }, `cluster name "Cluster2" is not a DNS-1123 label: pass --source-name`},
 		{"same names", func(o *Options) { o.SourceName = "cluster1" }, `target and source are both named "cluster1": a cluster does not import from itself; pass --target-name or --source-name`},
-		{"short lifetime", func(o *Options) { o.TokenTTL = 5 * time.Minute }, "--token-ttl 5m0s: must be from 10m0s to 24h0m0s"},
-		{"long lifetime", func(o *Options) { o.TokenTTL = 25 * time.Hour }, "--token-ttl 25h0m0s: must be from 10m0s to 24h0m0s"},
+		{"short lifetime", func(o *Options) { o.TokenTTL = 5 * time.Minute }, "--token-ttl 5m0s: must be from 10m0s to 12h0m0s"},
+		{"long lifetime", func(o *Options) { o.TokenTTL = 25 * time.Hour }, "--token-ttl 25h0m0s: must be from 10m0s to 12h0m0s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

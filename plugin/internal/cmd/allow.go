@@ -39,6 +39,11 @@ func NewCmdAllow(streams genericiooptions.IOStreams, configFlags *genericcliopti
 named service accounts, or every service account of a namespace with --namespace-wide. With
 --into-namespaces, only those namespaces of the importing cluster may import them.
 
+Tokens imported under the grant live at most --max-token-lifetime (default 1h) and have this
+cluster's API server as audience, or one of --audiences: the importer asks for no more, and this
+cluster's admission (installed by bootstrap) refuses any other token request by the importer.
+Running allow again for a service account replaces its policy.
+
 It refuses the service accounts of the importer namespace, alone or as a whole: they are other
 importing clusters' identities. It refuses --namespace-wide of a system namespace, or of one with
 a service account that may do anything, read every secret, create pods in kube-system or
@@ -46,13 +51,18 @@ impersonate users, unless --i-understand-namespace-wide-risk. It warns when a na
 account has such rights: the importing cluster gets them with it.`,
 		Example: `  kubectl mcsa allow cluster1 default/pod-lister --context cluster2
   kubectl mcsa allow cluster1 default/pod-lister --into-namespaces team-a,team-b --context cluster2
-  kubectl mcsa allow cluster1 --namespace-wide monitoring --context cluster2`,
+  kubectl mcsa allow cluster1 --namespace-wide monitoring --context cluster2
+  kubectl mcsa allow cluster1 default/vault-auth --max-token-lifetime 15m --audiences vault --context cluster2`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: runE(o),
 	}
 	f := cmd.Flags()
 	f.StringSliceVar(&o.Grant.NamespaceWide, "namespace-wide", o.Grant.NamespaceWide, "grant every service account of these namespaces (explicit: prefer named ones)")
 	f.StringSliceVar(&o.Grant.IntoNamespaces, "into-namespaces", o.Grant.IntoNamespaces, "only these namespaces of the importing cluster may import the named service accounts (* for all)")
+	f.DurationVar(&o.Grant.Policy.MaxLifetime, allow.MaxTokenLifetimeFlag, grant.DefaultMaxTokenLifetime,
+		"longest lifetime of the tokens imported under the grant; this cluster refuses longer ones (10m to 24h)")
+	f.StringSliceVar(&o.Grant.Policy.Audiences, allow.AudiencesFlag, nil,
+		"audiences the imported tokens may have besides this cluster's API server (e.g. vault); this cluster refuses others")
 	f.BoolVar(&o.Grant.AcceptNamespaceWideRisk, allow.RiskFlag, o.Grant.AcceptNamespaceWideRisk,
 		"let --namespace-wide grant "+strings.Join(grant.SystemNamespaces(), ", ")+" or a namespace with a service account that has broad rights: refused otherwise, as their tokens can take over this cluster")
 	return cmd

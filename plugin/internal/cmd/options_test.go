@@ -115,6 +115,7 @@ func TestAllowOptions(t *testing.T) {
 	name := grant.ImportName("cluster1")
 	anchor := "secret/" + grant.AnchorName("cluster1", "pod-lister")
 	want := "role.rbac.authorization.k8s.io/" + name + " created\nrolebinding.rbac.authorization.k8s.io/" + name + " created\n" + anchor + " created\n" +
+		"configmap/" + grant.PoliciesName + " created\n" +
 		"serviceaccount/default/pod-lister: namespaces [team-a] of cluster1 may now import it\n"
 	if out.String() != want {
 		t.Errorf("stdout:\n%s\nwant\n%s", out.String(), want)
@@ -136,7 +137,7 @@ func TestAllowOptions(t *testing.T) {
 	if err := completeAndRun(t, d, func() error { return d.Complete(nil, []string{"cluster1", "default/pod-lister"}) }); err != nil {
 		t.Fatal(err)
 	}
-	if want := anchor + " deleted\nrolebinding.rbac.authorization.k8s.io/" + name + " deleted\nrole.rbac.authorization.k8s.io/" + name + " deleted\n"; out.String() != want {
+	if want := anchor + " deleted\nconfigmap/" + grant.PoliciesName + " configured\nrolebinding.rbac.authorization.k8s.io/" + name + " deleted\nrole.rbac.authorization.k8s.io/" + name + " deleted\n"; out.String() != want {
 		t.Errorf("disallow stdout:\n%s\nwant\n%s", out.String(), want)
 	}
 }

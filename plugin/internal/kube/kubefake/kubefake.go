@@ -13,6 +13,8 @@
 package kubefake
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"sort"
@@ -573,9 +575,31 @@ func (c *Cluster) token(ns, name string, obj runtime.Object) (bool, runtime.Obje
 		seconds = *tr.Spec.ExpirationSeconds
 	}
 	c.tokens++
-	tr.Status.Token = fmt.Sprintf("token-%d-of-%s/%s@%s", c.tokens, ns, name, c.Name)
-	tr.Status.ExpirationTimestamp = metav1.NewTime(c.Now().Add(time.Duration(seconds) * time.Second).Truncate(time.Second))
+	exp := c.Now().Add(time.Duration(seconds) * time.Second).Truncate(time.Second)
+	tr.Status.Token = c.jwt(ns, name, tr.Spec.Audiences, exp)
+	tr.Status.ExpirationTimestamp = metav1.NewTime(exp)
 	return true, tr, nil
+}
+
+// jwt is an unsigned JWT with the claims the API server would set (its audiences defaulting to
+// the cluster's issuer, https://NAME), whose third part, in place of a signature, says which token
+// it is: TokenID.
+func (c *Cluster) jwt(ns, name string, audiences []string, exp time.Time) string {
+	if len(audiences) == 0 {
+		audiences = []string{"https://" + c.Name}
+	}
+	claims, _ := json.Marshal(map[string]any{ // plain values: cannot fail
+		"iss": "https://" + c.Name, "sub": "system:serviceaccount:" + ns + ":" + name, "aud": audiences,
+		"exp": exp.Unix(), "iat": c.Now().Unix(),
+	})
+	enc := base64.RawURLEncoding.EncodeToString
+	return enc([]byte(`{"alg":"none"}`)) + "." + enc(claims) + "." + TokenID(c.tokens, ns, name, c.Name)
+}
+
+// TokenID is what tells the n-th token the fake cluster named cluster minted, for service
+// account ns/name, from the others: the end of that token.
+func TokenID(n int, ns, name, cluster string) string {
+	return fmt.Sprintf("token-%d-of-%s/%s@%s", n, ns, name, cluster)
 }
 
 // stamp sets what the API server owns: resourceVersion, and on creation UID, creation time and
