@@ -22,8 +22,12 @@ type Importer struct {
 
 func (i Importer) String() string { return i.Cluster + "/" + i.Namespace }
 
-// AllowedImporters is the parsed allowed-importers annotation. An empty (non-nil) list allows
-// nobody.
+// AllowedImporters is the parsed allowed-importers annotation. It narrows, for each importing
+// cluster it names, the namespaces of that cluster that may import the service account; a
+// cluster it does not name is left to its RBAC grant alone. So narrowing one cluster never locks
+// out another, and an empty list restricts nobody. Taking a cluster's grant away is RBAC's and
+// the anchor's job (disallow), which B enforces itself; the annotation is enforced by the
+// importer only.
 type AllowedImporters []Importer
 
 // ParseAllowedImporters parses `A/ns1,A/ns2,C/*`. Spaces around entries and empty entries are
@@ -53,11 +57,25 @@ func ParseAllowedImporters(s string) (AllowedImporters, error) {
 	return list.normalized(), nil
 }
 
-// Allows reports whether namespace of cluster may import.
+// Allows reports whether namespace of cluster may import: any namespace of a cluster the list
+// does not name, only the listed ones of a cluster it names.
 func (a AllowedImporters) Allows(cluster, namespace string) bool {
-	return slices.ContainsFunc(a, func(i Importer) bool {
-		return i.Cluster == cluster && (i.Namespace == AnyNamespace || i.Namespace == namespace)
-	})
+	named := false
+	for _, i := range a {
+		if i.Cluster != cluster {
+			continue
+		}
+		if i.Namespace == AnyNamespace || i.Namespace == namespace {
+			return true
+		}
+		named = true
+	}
+	return !named
+}
+
+// Names tells whether the list narrows cluster's namespaces.
+func (a AllowedImporters) Names(cluster string) bool {
+	return slices.ContainsFunc(a, func(i Importer) bool { return i.Cluster == cluster })
 }
 
 // With adds namespaces of cluster (the plugin's `allow --into-namespaces`).
@@ -84,7 +102,8 @@ func (a AllowedImporters) normalized() AllowedImporters {
 }
 
 // Allowed checks a service account's annotations: whether namespace of importingCluster may
-// import it. No annotation allows everyone granted by RBAC; an unparsable one allows nobody.
+// import it. No annotation, or one not naming importingCluster, leaves it to RBAC; an
+// unparsable one allows nobody (a typo must never widen access).
 func Allowed(annotations map[string]string, importingCluster, namespace string) (bool, error) {
 	v, ok := annotations[v1alpha1.AllowedImportersAnnotation]
 	if !ok {

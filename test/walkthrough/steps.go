@@ -55,7 +55,10 @@ func (w *Walkthrough) install(ctx context.Context) error {
 // bootstrap lets cluster1 import from source, and checks the address the importer got for it.
 func (w *Walkthrough) bootstrap(source string) func(context.Context) error {
 	return func(ctx context.Context) error {
-		if _, err := w.mcsa(ctx, "bootstrap", Cluster1, source); err != nil {
+		// --source-server: the address cluster1's pods reach source at (the node's, on the real
+		// node; else loopback, where the importer runs on this host), which bootstrap requires
+		// when the kubeconfig's is loopback.
+		if _, err := w.mcsa(ctx, "bootstrap", Cluster1, source, "--source-server", w.cluster(source).Server); err != nil {
 			return err
 		}
 		secret, err := w.env.C1.Clientset().CoreV1().Secrets(v1alpha1.DefaultNamespace).Get(ctx, v1alpha1.SecretName(source), metav1.GetOptions{})

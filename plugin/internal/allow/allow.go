@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/utils/ptr"
 
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/grant"
@@ -211,8 +212,8 @@ func Allow(ctx context.Context, source *kube.Clients, g Grant, u *ui.UI) ([]kube
 			return results, source.APIError(err)
 		}
 		if len(g.IntoNamespaces) > 0 {
-			if err := editAllowedImporters(ctx, source, ref, func(a grant.AllowedImporters) grant.AllowedImporters {
-				return a.With(g.ImportingCluster, g.IntoNamespaces...)
+			if err := editAllowedImporters(ctx, source, ref, func(a grant.AllowedImporters) (grant.AllowedImporters, error) {
+				return a.With(g.ImportingCluster, g.IntoNamespaces...), nil
 			}); err != nil {
 				return results, err
 			}
@@ -249,17 +250,33 @@ func Disallow(ctx context.Context, source *kube.Clients, g Grant) ([]kube.Result
 		return err
 	}
 	if len(g.IntoNamespaces) > 0 {
-		// Narrow the annotation only; the RBAC grant stays.
+		// Narrow the annotation; the RBAC grant stays while the cluster keeps a namespace.
+		var ungrant []ServiceAccountRef
 		for _, ref := range g.ServiceAccounts {
-			if err := editAllowedImporters(ctx, source, ref, func(a grant.AllowedImporters) grant.AllowedImporters {
-				return slices.DeleteFunc(a, func(i grant.Importer) bool {
+			left := true
+			if err := editAllowedImporters(ctx, source, ref, func(a grant.AllowedImporters) (grant.AllowedImporters, error) {
+				if !a.Names(g.ImportingCluster) {
+					return nil, fmt.Errorf("%s may import %s into any of its namespaces (none is listed for it): there is no namespace to remove. To stop it importing %s, run `kubectl mcsa disallow %s %s%s`; to narrow it, list the namespaces it keeps with `kubectl mcsa allow %s %s --into-namespaces NS,...%s`",
+						g.ImportingCluster, ref, ref, g.ImportingCluster, ref, source.ContextFlag(), g.ImportingCluster, ref, source.ContextFlag())
+				}
+				out := slices.DeleteFunc(slices.Clone(a), func(i grant.Importer) bool {
 					return i.Cluster == g.ImportingCluster && slices.Contains(g.IntoNamespaces, i.Namespace)
 				})
+				left = out.Names(g.ImportingCluster)
+				return out, nil
 			}); err != nil {
 				return results, err
 			}
+			if !left {
+				ungrant = append(ungrant, ref)
+			}
 		}
-		return results, nil
+		if len(ungrant) == 0 {
+			return results, nil
+		}
+		// No namespace left: no longer named, the cluster would be unrestricted, so its grant goes.
+		rest, err := Disallow(ctx, source, Grant{ImportingCluster: g.ImportingCluster, ServiceAccounts: ungrant})
+		return append(results, rest...), err
 	}
 	for ns, names := range byNamespace(g.ServiceAccounts) {
 		// Named, so revoked whatever else grants it: its tokens die with the anchor.
@@ -324,7 +341,7 @@ func Disallow(ctx context.Context, source *kube.Clients, g Grant) ([]kube.Result
 
 // editAllowedImporters rewrites a service account's allowed-importers annotation, with
 // optimistic concurrency (the patch carries the resourceVersion read).
-func editAllowedImporters(ctx context.Context, source *kube.Clients, ref ServiceAccountRef, edit func(grant.AllowedImporters) grant.AllowedImporters) error {
+func editAllowedImporters(ctx context.Context, source *kube.Clients, ref ServiceAccountRef, edit func(grant.AllowedImporters) (grant.AllowedImporters, error)) error {
 	sa, err := source.Kube.CoreV1().ServiceAccounts(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
 	if err != nil {
 		return source.APIError(err)
@@ -335,11 +352,19 @@ func editAllowedImporters(ctx context.Context, source *kube.Clients, ref Service
 			return fmt.Errorf("service account %s: %w; fix or remove the annotation first", ref, err)
 		}
 	}
-	// An empty list is kept, not removed: without the annotation every granted cluster could
-	// import the service account, which would widen access.
+	edited, err := edit(current)
+	if err != nil {
+		return err
+	}
+	// An empty list restricts nobody: remove the annotation rather than leave one that reads as
+	// "nobody".
+	var value *string
+	if len(edited) > 0 {
+		value = ptr.To(edited.String())
+	}
 	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{
 		"resourceVersion": sa.ResourceVersion,
-		"annotations":     map[string]string{v1alpha1.AllowedImportersAnnotation: edit(current).String()},
+		"annotations":     map[string]*string{v1alpha1.AllowedImportersAnnotation: value},
 	}})
 	_, err = source.Kube.CoreV1().ServiceAccounts(ref.Namespace).Patch(ctx, ref.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: kube.FieldManager})
 	return source.APIError(err)

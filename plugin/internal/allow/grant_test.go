@@ -214,40 +214,56 @@ func TestIntoNamespaces(t *testing.T) {
 	}
 	pl := refs("default/pod-lister")
 	steps := []struct {
-		name   string
-		revoke bool
-		into   []string
-		want   string
+		name    string
+		revoke  bool
+		cluster string
+		into    []string
+		want    string
+		wantErr string
 	}{
-		{"allow into two namespaces", false, []string{"team-b", "team-a"}, "cluster1/team-a,cluster1/team-b"},
-		{"allow into another adds", false, []string{"team-c"}, "cluster1/team-a,cluster1/team-b,cluster1/team-c"},
-		{"disallow narrows", true, []string{"team-a", "team-c"}, "cluster1/team-b"},
-		// Kept empty rather than removed: no annotation would let every namespace import it.
-		{"disallow the last keeps an empty annotation", true, []string{"team-b"}, ""},
+		{name: "disallow from a cluster not narrowed is refused", revoke: true, cluster: "cluster1", into: []string{"team-a"}, want: "<none>",
+			wantErr: "cluster1 may import default/pod-lister into any of its namespaces (none is listed for it): there is no namespace to remove. To stop it importing default/pod-lister, run `kubectl mcsa disallow cluster1 default/pod-lister --context cluster2`"},
+		{name: "allow into two namespaces", cluster: "cluster1", into: []string{"team-b", "team-a"}, want: "cluster1/team-a,cluster1/team-b"},
+		{name: "allow into another adds", cluster: "cluster1", into: []string{"team-c"}, want: "cluster1/team-a,cluster1/team-b,cluster1/team-c"},
+		// cluster3 is narrowed alongside, and cluster1's list never restricts it.
+		{name: "another cluster narrowed alongside", cluster: "cluster3", into: []string{"*"}, want: "cluster1/team-a,cluster1/team-b,cluster1/team-c,cluster3/*"},
+		{name: "disallow narrows", revoke: true, cluster: "cluster1", into: []string{"team-a", "team-c"}, want: "cluster1/team-b,cluster3/*"},
+		// Unnamed, cluster1 would be unrestricted: its grant goes with its last namespace.
+		{name: "disallow the last takes the grant away", revoke: true, cluster: "cluster1", into: []string{"team-b"}, want: "cluster3/*"},
+		// An empty list restricts nobody: no annotation is left that reads as "nobody".
+		{name: "the last entry removes the annotation", revoke: true, cluster: "cluster3", into: []string{"*"}, want: "<none>"},
 	}
 	for _, s := range steps {
-		g := Grant{ImportingCluster: "cluster1", ServiceAccounts: pl, IntoNamespaces: s.into}
+		g := Grant{ImportingCluster: s.cluster, ServiceAccounts: pl, IntoNamespaces: s.into}
 		var err error
 		if s.revoke {
 			_, err = Disallow(ctx, cl, g)
 		} else {
 			_, err = Allow(ctx, cl, g, ui.New(&bytes.Buffer{}))
 		}
-		if err != nil {
-			t.Fatalf("%s: %v", s.name, err)
+		if s.wantErr == "" && err != nil || s.wantErr != "" && (err == nil || !strings.Contains(err.Error(), s.wantErr)) {
+			t.Fatalf("%s: %v, want %q", s.name, err, s.wantErr)
 		}
 		if got := annotation(); got != s.want {
 			t.Errorf("%s: annotation %q, want %q", s.name, got, s.want)
 		}
+		if s.name == "disallow narrows" {
+			// Narrowing the annotation keeps the RBAC grant.
+			if got := importedBy(t, c, "default"); strings.Join(got, ",") != "pod-lister" {
+				t.Errorf("grant after narrowing: %v", got)
+			}
+		}
 	}
-	// Narrowing the annotation keeps the RBAC grant.
-	if got := importedBy(t, c, "default"); strings.Join(got, ",") != "pod-lister" {
-		t.Errorf("grant after narrowing: %v", got)
+	if got := importedBy(t, c, "default"); len(got) != 0 {
+		t.Errorf("cluster1's grant is left after its last namespace: %v", got)
+	}
+	if _, err := c.Kube.CoreV1().Secrets("default").Get(ctx, grant.AnchorName("cluster1", "pod-lister"), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("cluster1's anchor is left after its last namespace: %v", err)
 	}
 
 	// A typo in the annotation is never rewritten into a wider one.
 	sa, _ := c.Kube.CoreV1().ServiceAccounts("default").Get(ctx, "pod-lister", metav1.GetOptions{})
-	sa.Annotations[v1alpha1.AllowedImportersAnnotation] = "cluster1/Team_A"
+	sa.Annotations = map[string]string{v1alpha1.AllowedImportersAnnotation: "cluster1/Team_A"}
 	if _, err := c.Kube.CoreV1().ServiceAccounts("default").Update(ctx, sa, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}

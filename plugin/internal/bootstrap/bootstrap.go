@@ -7,6 +7,8 @@ package bootstrap
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/url"
 	"strings"
 	"time"
 
@@ -63,6 +65,9 @@ func (o *Options) Validate() error {
 // checkTarget checks that the target can hold the cluster credential, before anything is
 // written anywhere: a refusal then leaves both clusters as they were.
 func (o *Options) checkTarget(ctx context.Context) error {
+	if err := o.checkSourceServer(); err != nil {
+		return err
+	}
 	// The credential is an import: without the API in the target, Get fails with an error that
 	// names the fix (`kubectl mcsa install`); a missing import is the expected answer.
 	existing, err := (&imports.Client{Clients: o.Target}).Get(ctx, v1alpha1.DefaultNamespace, o.SourceName)
@@ -220,4 +225,40 @@ func (o *Options) tokenPolicy(ctx context.Context, token string, res *Result, ap
 	}
 	res.Applied = append(res.Applied, r)
 	return nil
+}
+
+// checkSourceServer refuses a source URL that the target's pods cannot reach: a loopback address
+// (kind, k3d, minikube and Docker Desktop write one in the kubeconfig) is the pod's own, not the
+// source's. --source-server, even with the same URL, says the operator knows (the harness's
+// clusters share one host with an importer that runs there too).
+func (o *Options) checkSourceServer() error {
+	if o.SourceServer != "" {
+		u, err := url.Parse(o.SourceServer)
+		if err != nil || u.Scheme != "https" || u.Host == "" {
+			return fmt.Errorf("--source-server %q: want https://HOST[:PORT]", o.SourceServer)
+		}
+		return nil
+	}
+	server, _, err := o.Source.ServerAndCA()
+	if err != nil {
+		return err
+	}
+	u, err := url.Parse(server)
+	if err != nil || !isLoopback(u.Hostname()) {
+		return nil
+	}
+	return fmt.Errorf("the source's API server is %s in your kubeconfig, a loopback address: the target's pods would call themselves, not %s. "+
+		"Pass the URL they reach it at with --source-server: for kind, `https://%s-control-plane:6443` when both clusters share kind's Docker network (`docker network inspect kind`); "+
+		"for k3d, the server container on the shared network (`k3d cluster create --network` for both); for minikube, `https://$(minikube ip -p PROFILE):8443`. "+
+		"If the importer does run on this host, repeat the URL: --source-server %s",
+		server, o.SourceName, o.SourceName, server)
+}
+
+// isLoopback tells whether host (a name or an IP) is this machine's own.
+func isLoopback(host string) bool {
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -279,3 +279,34 @@ func TestInsecureSource(t *testing.T) {
 		t.Errorf("the target got %v", names)
 	}
 }
+
+// TestLoopbackSource: a source the kubeconfig reaches on loopback (kind, k3d, minikube) is
+// refused before anything is written, with how to find the right URL, unless --source-server
+// says where the target's pods reach it.
+func TestLoopbackSource(t *testing.T) {
+	for _, tc := range []struct {
+		name, server, sourceServer string
+		wantErr                    string
+	}{
+		{name: "IPv4 loopback", server: "https://127.0.0.1:41234", wantErr: "a loopback address: the target's pods would call themselves"},
+		{name: "IPv6 loopback", server: "https://[::1]:6443", wantErr: "--source-server"},
+		{name: "localhost", server: "https://localhost:8443", wantErr: "for kind, `https://cluster2-control-plane:6443`"},
+		{name: "loopback, with --source-server", server: "https://127.0.0.1:41234", sourceServer: "https://127.0.0.1:41234"},
+		{name: "not loopback", server: "https://10.0.0.7:6443"},
+		{name: "--source-server not a URL", server: "https://10.0.0.7:6443", sourceServer: "cluster2:6443", wantErr: "want https://HOST[:PORT]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			target, source := kubefake.New("cluster1"), kubefake.New("cluster2")
+			source.ServerURL = tc.server
+			o := &Options{Target: target.Clients(), Source: source.Clients(), TargetName: "cluster1", SourceName: "cluster2",
+				SourceServer: tc.sourceServer, TokenTTL: time.Hour, UI: ui.New(&bytes.Buffer{})}
+			_, err := o.Run(context.Background())
+			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("Run() = %v, want %q", err, tc.wantErr)
+			}
+			if tc.wantErr != "" && (len(source.Names()) != 0 || len(target.Names()) != 0) {
+				t.Errorf("written before the refusal: %v %v", source.Names(), target.Names())
+			}
+		})
+	}
+}

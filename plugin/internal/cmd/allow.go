@@ -104,9 +104,9 @@ func (o *AllowOptions) Run(ctx context.Context) error {
 	return nil
 }
 
-// sourceNameHint is how bootstrap named this cluster by default.
+// sourceNameHint is how bootstrap named this cluster by default: after its context.
 func sourceNameHint(cl *kube.Clients) string {
-	if name, err := kube.ObjectName(cl.ClusterName(), "--source-name"); err == nil && name != "" {
+	if name, err := kube.ObjectName(cl.Context, "--source-name"); err == nil && name != "" {
 		return name
 	}
 	return "THIS_CLUSTER"

@@ -68,7 +68,10 @@ target, it creates the cluster credential: the import named after the source, wi
 minted through your own access. Service accounts are then granted one by one with
 ` + "`kubectl mcsa allow`" + `. Running it again repairs drift and never duplicates.
 
-Cluster names default to the kubeconfig cluster names of the contexts.`,
+Cluster names default to the contexts' names (made valid object names, with a warning when that
+changes them): imports name the source by it (` + "`kubectl mcsa import SOURCE/NS/SA`" + `), and allow names the
+target by it. The source's API URL must be one the target's pods reach: a loopback URL (kind,
+k3d, minikube) is refused unless --source-server gives the right one.`,
 		Example: `  kubectl mcsa bootstrap cluster1 cluster2
   kubectl mcsa bootstrap --target-context cluster1 --source-context gke_proj_zone_c2 --source-name cluster2
   kubectl mcsa bootstrap cluster1 cluster2 --source-server https://cluster2.internal:6443`,
@@ -84,11 +87,11 @@ Cluster names default to the kubeconfig cluster names of the contexts.`,
 	f := cmd.Flags()
 	f.StringVar(&o.TargetContext, "target-context", o.TargetContext, "kubeconfig context of the importing cluster")
 	f.StringVar(&o.TargetKubeconfig, "target-kubeconfig", o.TargetKubeconfig, "kubeconfig of the importing cluster (default: --kubeconfig or KUBECONFIG)")
-	f.StringVar(&o.TargetName, "target-name", o.TargetName, "name of the importing cluster (default: its kubeconfig cluster name)")
+	f.StringVar(&o.TargetName, "target-name", o.TargetName, "name of the importing cluster (default: its context's name)")
 	f.StringVar(&o.SourceContext, "source-context", o.SourceContext, "kubeconfig context of the cluster imported from")
 	f.StringVar(&o.SourceKubeconfig, "source-kubeconfig", o.SourceKubeconfig, "kubeconfig of the cluster imported from (default: --kubeconfig or KUBECONFIG)")
-	f.StringVar(&o.SourceName, "source-name", o.SourceName, "name of the cluster imported from (default: its kubeconfig cluster name)")
-	f.StringVar(&o.SourceServer, "source-server", o.SourceServer, "the source's API URL as the target's pods reach it (default: the kubeconfig's)")
+	f.StringVar(&o.SourceName, "source-name", o.SourceName, "name of the cluster imported from (default: its context's name)")
+	f.StringVar(&o.SourceServer, "source-server", o.SourceServer, "the source's API URL as the target's pods reach it (default: the kubeconfig's, unless it is loopback)")
 	f.BoolVar(&o.AllowAll, "allow-all-service-accounts", o.AllowAll, "let the target import ANY service account of the source, as the original project did (not recommended)")
 	f.DurationVar(&o.TokenTTL, "token-ttl", o.TokenTTL, "lifetime of the importer's credential tokens, renewed at about 80%")
 	for _, name := range []string{"target-context", "source-context"} {
@@ -123,11 +126,13 @@ func (o *BootstrapOptions) Complete(_ *cobra.Command, args []string) error {
 			return nil, "", fmt.Errorf("context %q: %w", context, err)
 		}
 		if name == "" {
-			if name, err = kube.ObjectName(cl.ClusterName(), nameFlag); err != nil {
+			// The context's name, which the docs and every remedy (`--context NAME`) use.
+			if name, err = kube.ObjectName(context, nameFlag); err != nil {
 				return nil, "", err
 			}
-			if name != cl.ClusterName() {
-				o.ui.Warn("kubeconfig cluster %q is not a valid object name; using %q (set %s to choose)", cl.ClusterName(), name, nameFlag)
+			if name != context {
+				o.ui.Warn("context %q is not a valid cluster name; naming that cluster %q (set %s to choose): kubectl-mcsa's messages then say `--context %s` where you use `--context %s`",
+					context, name, nameFlag, name, context)
 			}
 		}
 		return cl, name, nil
@@ -154,6 +159,7 @@ func (o *BootstrapOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	o.ui.Info("names: the target (context %s) is %q, the source (context %s) is %q", e.Target.Context, e.TargetName, e.Source.Context, e.SourceName)
 	o.ui.Done("%s can import from %s; the importer renews its credential before %s (in %s)", e.TargetName, e.SourceName,
 		res.Expiration.UTC().Format(time.RFC3339), duration.HumanDuration(res.Expiration.Sub(o.now())))
 	o.ui.Info(`Next:

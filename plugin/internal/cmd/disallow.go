@@ -35,17 +35,20 @@ service accounts (or namespaces, or, with --all-service-accounts, bootstrap's cl
 grant). It deletes the anchors of the service accounts it no longer grants, so every token
 issued under the grant stops working within 10 seconds; the importer's next refresh fails and the
 import reports Forbidden or GrantAnchorMissing, its token removed. With --into-namespaces, only
-those namespaces lose it, and tokens already issued stay valid until they expire. To invalidate
-tokens but keep the grant, use revoke.`,
+those namespaces of the importing cluster lose it (imports there report NamespaceNotAllowed at
+their next refresh); removing its last namespace removes its right altogether, as above, since
+a cluster the allowed-importers list does not name is not restricted by it. To invalidate tokens
+but keep the right, use revoke.`,
 		Example: `  kubectl mcsa disallow cluster1 default/pod-lister --context cluster2
+  kubectl mcsa disallow cluster1 default/pod-lister --into-namespaces team-b --context cluster2
   kubectl mcsa disallow cluster1 --all-service-accounts --context cluster2`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: runE(o),
 	}
 	f := cmd.Flags()
-	f.StringSliceVar(&o.Grant.NamespaceWide, "namespace-wide", o.Grant.NamespaceWide, "revoke the grants of every service account of these namespaces (allow --namespace-wide)")
-	f.StringSliceVar(&o.Grant.IntoNamespaces, "into-namespaces", o.Grant.IntoNamespaces, "remove only these namespaces of the importing cluster from the named service accounts' allowed importers; the grants stay")
-	f.BoolVar(&o.Grant.AllServiceAccounts, "all-service-accounts", o.Grant.AllServiceAccounts, "revoke bootstrap's --allow-all-service-accounts")
+	f.StringSliceVar(&o.Grant.NamespaceWide, "namespace-wide", o.Grant.NamespaceWide, "take away the right to import every service account of these namespaces (given by allow --namespace-wide)")
+	f.StringSliceVar(&o.Grant.IntoNamespaces, "into-namespaces", o.Grant.IntoNamespaces, "remove only these namespaces of the importing cluster from those that may import the named service accounts (its last one: its right goes too)")
+	f.BoolVar(&o.Grant.AllServiceAccounts, "all-service-accounts", o.Grant.AllServiceAccounts, "take away the right to import any service account (given by bootstrap --allow-all-service-accounts)")
 	return cmd
 }
 

@@ -62,7 +62,7 @@ func TestEndToEnd(t *testing.T) {
 		if !strings.Contains(err.Error(), "run `kubectl mcsa install --context cluster1`") {
 			t.Fatalf("error does not name the fix: %v", err)
 		}
-		err = mcsaErr(t, "bootstrap", "cluster1", "cluster2")
+		err = mcsaErr(t, "bootstrap", "cluster1", "cluster2", "--source-server", f.Cluster("cluster2").Server)
 		if !strings.Contains(err.Error(), "kubectl mcsa install --context cluster1") {
 			t.Fatalf("bootstrap before install: %v", err)
 		}
@@ -102,13 +102,19 @@ func TestEndToEnd(t *testing.T) {
 
 	f.StartController(t, "cluster1")
 
+	// The harness's clusters listen on loopback, and the controller runs on this host: bootstrap
+	// refuses the kubeconfig's loopback URL until --source-server says so.
+	sourceServer := f.Cluster("cluster2").Server
 	t.Run("bootstrap twice, drift repaired", func(t *testing.T) {
-		mcsa(t, "bootstrap", "cluster1", "cluster2")
+		if err := mcsaErr(t, "bootstrap", "cluster1", "cluster2"); !strings.Contains(err.Error(), "a loopback address") || !strings.Contains(err.Error(), "--source-server "+sourceServer) {
+			t.Fatalf("bootstrap with a loopback source: %v", err)
+		}
+		mcsa(t, "bootstrap", "cluster1", "cluster2", "--source-server", sourceServer)
 		// Drift: someone removes the self-renew binding in cluster2 and breaks the credential.
 		if err := c2.RbacV1().RoleBindings(grant.Namespace).Delete(ctx, grant.SelfRenewName("cluster1"), metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		out, _ := mcsa(t, "bootstrap", "--target-context", "cluster1", "--source-context", "cluster2")
+		out, _ := mcsa(t, "bootstrap", "--target-context", "cluster1", "--source-context", "cluster2", "--source-server", sourceServer)
 		if !strings.Contains(out, "rolebinding.rbac.authorization.k8s.io/"+grant.SelfRenewName("cluster1")+" created") {
 			t.Errorf("drift not repaired:\n%s", out)
 		}
@@ -347,7 +353,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		check(t, "✗ cluster cluster2", "may not renew its own token", "kubectl mcsa bootstrap THIS_CONTEXT cluster2")
-		mcsa(t, "bootstrap", "cluster1", "cluster2")
+		mcsa(t, "bootstrap", "cluster1", "cluster2", "--source-server", sourceServer)
 		// An invalid credential.
 		secret, err := c1.CoreV1().Secrets(v1alpha1.DefaultNamespace).Get(ctx, v1alpha1.SecretName("cluster2"), metav1.GetOptions{})
 		if err != nil {
@@ -500,6 +506,81 @@ func TestEndToEnd(t *testing.T) {
 		if _, err := remote.CoreV1().Pods("default").List(ctx, metav1.ListOptions{}); err != nil {
 			t.Fatalf("the exported credential does not list pods in cluster2: %v", err)
 		}
+	})
+
+	t.Run("disconnect leaves nothing of the pair in either cluster", func(t *testing.T) {
+		// Grants of every kind, to be undone: named with a namespace restriction, namespace-wide.
+		if _, err := c2.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "extra"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c2.CoreV1().ServiceAccounts("extra").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "worker"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		mcsa(t, "allow", "cluster1", "default/pod-lister", "--into-namespaces", "default", "--context", "cluster2")
+		mcsa(t, "allow", "cluster1", "--namespace-wide", "extra", "--context", "cluster2")
+		leftovers := func() []string {
+			var left []string
+			sel := metav1.ListOptions{LabelSelector: grant.Selector("cluster1").String()}
+			roles, _ := c2.RbacV1().Roles("").List(ctx, sel)
+			bindings, _ := c2.RbacV1().RoleBindings("").List(ctx, sel)
+			secrets, _ := c2.CoreV1().Secrets("").List(ctx, sel)
+			sas, _ := c2.CoreV1().ServiceAccounts("").List(ctx, sel)
+			for _, r := range roles.Items {
+				left = append(left, "role "+r.Namespace+"/"+r.Name)
+			}
+			for _, b := range bindings.Items {
+				left = append(left, "rolebinding "+b.Namespace+"/"+b.Name)
+			}
+			for _, s := range secrets.Items {
+				left = append(left, "secret "+s.Namespace+"/"+s.Name)
+			}
+			for _, sa := range sas.Items {
+				left = append(left, "serviceaccount "+sa.Namespace+"/"+sa.Name)
+			}
+			cms, _ := c2.CoreV1().ConfigMaps("").List(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + grant.PoliciesName})
+			for _, cm := range cms.Items {
+				for k, v := range cm.Data {
+					if strings.HasPrefix(v, "cluster1 ") {
+						left = append(left, "token policy "+cm.Namespace+"/"+k)
+					}
+				}
+			}
+			if sa, err := c2.CoreV1().ServiceAccounts("default").Get(ctx, "pod-lister", metav1.GetOptions{}); err == nil && strings.Contains(sa.Annotations[v1alpha1.AllowedImportersAnnotation], "cluster1/") {
+				left = append(left, "allowed-importers entry of default/pod-lister")
+			}
+			var imps v1alpha1.ServiceAccountImportList
+			if err := f.Cluster("cluster1").Client.List(ctx, &imps); err != nil {
+				left = append(left, "imports: "+err.Error())
+			}
+			for _, i := range imps.Items {
+				if i.Spec.ClusterName == "cluster2" {
+					left = append(left, "import "+i.Namespace+"/"+i.Name)
+				}
+			}
+			return left
+		}
+		before := leftovers()
+		if len(before) < 8 {
+			t.Fatalf("the pair has too few objects to test disconnect: %v", before)
+		}
+		mcsa(t, "disconnect", "cluster1", "cluster2", "--dry-run=server")
+		if got := leftovers(); len(got) != len(before) {
+			t.Fatalf("--dry-run=server deleted %d objects", len(before)-len(got))
+		}
+		if err := mcsaErr(t, "disconnect", "cluster1", "cluster2"); !strings.Contains(err.Error(), "pass --yes") {
+			t.Fatalf("disconnect with imports and no answer: %v", err)
+		}
+		out, _ := mcsa(t, "disconnect", "cluster1", "cluster2", "--yes")
+		if !strings.Contains(out, "serviceaccountimport.multicluster.admiralty.io/cluster2 deleted") {
+			t.Errorf("disconnect printed:\n%s", out)
+		}
+		err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+			return len(leftovers()) == 0, nil
+		})
+		if err != nil {
+			t.Fatalf("left after disconnect: %v", leftovers())
+		}
+		mcsa(t, "disconnect", "cluster1", "cluster2", "--yes") // nothing left to delete: not an error
 	})
 
 	t.Run("uninstall", func(t *testing.T) {

@@ -51,7 +51,7 @@ remote server and its CA, then live checks in the remote cluster made with the t
 it authenticates as, and what it may do in the remote namespace. Works on an import, a secret,
 or a token file (e.g. inside a pod: the folder of a mounted import also gives the server and CA).`,
 		Example: `  kubectl mcsa inspect cluster2-default-pod-lister
-  kubectl mcsa inspect cluster2-default-pod-lister --can-i list pods
+  kubectl mcsa inspect cluster2-default-pod-lister --can-i list,pods
   kubectl mcsa inspect --token-file /var/run/secrets/admiralty.io/serviceaccountimports/cluster2-default-pod-lister/token`,
 		Args:              cobra.MaximumNArgs(1),
 		ValidArgsFunction: completeImportNames(configFlags, false),

@@ -76,6 +76,7 @@ Getting started, with contexts cluster1 (importing) and cluster2 (imported from)
 			NewCmdAllow(streams, configFlags),
 			NewCmdDisallow(streams, configFlags),
 			NewCmdRevoke(streams, configFlags),
+			NewCmdDisconnect(streams, configFlags),
 		}},
 		{"imports", []*cobra.Command{
 			NewCmdImport(streams, configFlags),

@@ -40,7 +40,7 @@ func (c *Clients) MintToken(ctx context.Context, namespace, name string, ttl tim
 	return out, nil
 }
 
-// ObjectName turns a kubeconfig cluster name into a valid object name, or says why it
+// ObjectName turns a kubeconfig context or cluster name into a valid object name, or says why it
 // cannot: names like gke_project_zone_name are common and not DNS-1123 labels.
 func ObjectName(clusterName, flag string) (string, error) {
 	if len(validation.IsDNS1123Label(clusterName)) == 0 {

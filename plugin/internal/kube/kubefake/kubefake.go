@@ -68,6 +68,8 @@ type Cluster struct {
 	// record the calls.
 	Kube    *k8sfake.Clientset
 	Dynamic *dynamicfake.FakeDynamicClient
+	// ServerURL, if set, is the API URL the kubeconfig gives (a loopback one, say).
+	ServerURL string
 	// Now is the server's clock, for token expirations.
 	Now func() time.Time
 
@@ -165,8 +167,13 @@ func (c *Cluster) Clients() *kube.Clients {
 	}
 }
 
-// Server is the cluster's API URL.
-func (c *Cluster) Server() string { return "https://" + c.Name + ".example:6443" }
+// Server is the cluster's API URL: ServerURL, else https://NAME.example:6443.
+func (c *Cluster) Server() string {
+	if c.ServerURL != "" {
+		return c.ServerURL
+	}
+	return "https://" + c.Name + ".example:6443"
+}
 
 // CA is the cluster's CA bundle as its kubeconfig gives it.
 func (c *Cluster) CA() []byte { return []byte("CA of " + c.Name) }
