@@ -28,4 +28,10 @@ const (
 	LeaderElectionLease = "mcsa-controller.multicluster.admiralty.io"
 	// ControllerFieldManager writes what the controller keeps of the installed objects.
 	ControllerFieldManager = "mcsa-controller"
+	// ClusterProfilesRBAC is the Role and RoleBinding (manifests/clusterprofiles) that let the
+	// controller publish ClusterProfiles in the namespace `install --cluster-profiles` names.
+	ClusterProfilesRBAC = "mcsa-cluster-profiles"
+	// ClusterProfilesFlag is the controller's flag that turns the ClusterProfile publisher on,
+	// with the namespace it publishes in.
+	ClusterProfilesFlag = "cluster-profiles-namespace"
 )

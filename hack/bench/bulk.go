@@ -31,10 +31,6 @@ func (e *env) bulk(ctx context.Context, lim Limits) error {
 	n := e.cfg.Imports
 	e.stopController()
 	ns := "bulk-" + lim.Name
-	e.log("bulk %s: creating %d imports in %s/%s (controller stopped)", lim.Name, n, clusterA, ns)
-	if err := e.createImports(ctx, ns, "imp", remoteBulk, n, nil); err != nil {
-		return err
-	}
 
 	e.log("bulk %s: raw loop", lim.Name)
 	cpu0 := e.cpuNow()
@@ -45,39 +41,42 @@ func (e *env) bulk(ctx context.Context, lim Limits) error {
 	rawRate, rawSpan := rate(raw)
 	rawCPU := perItem(cpu0, e.cpuNow(), n)
 
-	e.log("bulk %s: importer", lim.Name)
-	tctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	tracker := e.trackReady(tctx, ns)
-	cpu0 = e.cpuNow()
-	if err := e.startController(ctx, lim); err != nil {
+	if bin := e.cfg.BaselineControllerBin; bin != "" {
+		if err := e.createImports(ctx, ns+"-baseline", "imp", remoteBulk, n, nil); err != nil {
+			return err
+		}
+		// The baseline's imports are created first, so that each binary finds only its own
+		// to issue (and the one under test, the baseline's, Ready, to keep).
+		base, err := e.importerRun(ctx, lim, ns+"-baseline", bin, nil)
+		if err != nil {
+			return fmt.Errorf("baseline controller: %w", err)
+		}
+		e.stopController()
+		e.report.add(Row{Item: 1, Measure: fmt.Sprintf("Bulk import throughput, N=%d, %s, **baseline controller** (%s)", n, lim, bin),
+			Result: fmt.Sprintf("importer %.1f/s (%s; %s from process start), raw loop %.1f/s: ratio **%.2f**",
+				base.rate, base.span.Round(100*time.Millisecond), base.fromStart.Round(100*time.Millisecond), rawRate, base.rate/rawRate),
+			Target: "ratio ≥ 0.8", Verdict: verdict(base.rate/rawRate >= 0.8)})
+		e.report.note("Bulk %s, baseline controller, CPU per import (ms), from /proc: importer (from its process start) %s", lim.Name, base.cpu)
+		e.report.note("Bulk %s, baseline controller, its requests per import (from its start, list and watch included): %s", lim.Name, base.requests)
+	}
+
+	e.log("bulk %s: creating %d imports in %s/%s (controller stopped)", lim.Name, n, clusterA, ns)
+	if err := e.createImports(ctx, ns, "imp", remoteBulk, n, nil); err != nil {
 		return err
 	}
-	started := e.ctrl.started
-	// Generous: ten times what the remote rate limit allows, plus start-up.
-	timeout := 5*time.Minute + time.Duration(float64(n)*2/lim.RemoteQPS*10)*time.Second
-	if err := tracker.wait(ctx, n, timeout, e.log); err != nil {
-		return fmt.Errorf("importer: %w", err)
+	run, err := e.importerRun(ctx, lim, ns, e.cfg.ControllerBin, e.cfg.ControllerArgs)
+	if err != nil {
+		return err
 	}
-	var done []time.Time
-	var last time.Time
-	for _, t := range tracker.times() {
-		done = append(done, t)
-		if t.After(last) {
-			last = t
-		}
-	}
-	impCPU := perItem(cpu0, e.cpuNow(), n)
-	impRate, impSpan := rate(done)
-	ratio := impRate / rawRate
+	ratio := run.rate / rawRate
 	e.report.add(Row{Item: 1, Measure: fmt.Sprintf("Bulk import throughput, N=%d, %s", n, lim),
 		Result: fmt.Sprintf("importer %.1f/s (%s; %s from process start), raw loop %.1f/s (%s): ratio **%.2f**",
-			impRate, impSpan.Round(100*time.Millisecond), last.Sub(started).Round(100*time.Millisecond), rawRate, rawSpan.Round(100*time.Millisecond), ratio),
+			run.rate, run.span.Round(100*time.Millisecond), run.fromStart.Round(100*time.Millisecond), rawRate, rawSpan.Round(100*time.Millisecond), ratio),
 		Target: "ratio ≥ 0.8", Verdict: verdict(ratio >= 0.8)})
 
-	e.report.note("Bulk %s, CPU per import (ms), from /proc: raw loop %s; importer (from its process start) %s", lim.Name, rawCPU, impCPU)
-	if reqs, err := e.ctrl.requests(); err == nil {
-		e.report.note("Bulk %s, the controller's requests per import (from its start, list and watch included): %s", lim.Name, e.describeRequests(reqs, n))
+	e.report.note("Bulk %s, CPU per import (ms), from /proc: raw loop %s; importer (from its process start) %s", lim.Name, rawCPU, run.cpu)
+	if run.requests != "" {
+		e.report.note("Bulk %s, the controller's requests per import (from its start, list and watch included): %s", lim.Name, run.requests)
 	}
 
 	rss, peak, err := e.ctrl.memory()
@@ -105,6 +104,51 @@ func (e *env) bulk(ctx context.Context, lim Limits) error {
 	e.memory = append(e.memory, memorySample{imports: held, rss: rss})
 	e.report.loadNow("after bulk " + lim.Name)
 	return nil
+}
+
+// importerResult is one controller binary's bulk run.
+type importerResult struct {
+	rate            float64
+	span, fromStart time.Duration
+	// cpu and requests describe the CPU of every process and the controller's requests, per
+	// import, from the controller's start.
+	cpu, requests string
+}
+
+// importerRun starts the controller binary bin (the one under test stopped first) and times
+// the Ready transitions of the n imports of ns, created beforehand; the controller is left
+// running.
+func (e *env) importerRun(ctx context.Context, lim Limits, ns, bin string, extra []string) (importerResult, error) {
+	n := e.cfg.Imports
+	e.log("bulk %s: importer %s", lim.Name, bin)
+	e.stopController()
+	tctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	tracker := e.trackReady(tctx, ns)
+	cpu0 := e.cpuNow()
+	if err := e.startBinary(ctx, lim, bin, extra); err != nil {
+		return importerResult{}, err
+	}
+	started := e.ctrl.started
+	// Generous: ten times what the remote rate limit allows, plus start-up.
+	timeout := 5*time.Minute + time.Duration(float64(n)*2/lim.RemoteQPS*10)*time.Second
+	if err := tracker.wait(ctx, n, timeout, e.log); err != nil {
+		return importerResult{}, fmt.Errorf("importer: %w", err)
+	}
+	var done []time.Time
+	var last time.Time
+	for _, t := range tracker.times() {
+		done = append(done, t)
+		if t.After(last) {
+			last = t
+		}
+	}
+	res := importerResult{cpu: perItem(cpu0, e.cpuNow(), n), fromStart: last.Sub(started)}
+	res.rate, res.span = rate(done)
+	if reqs, err := e.ctrl.requests(); err == nil {
+		res.requests = e.describeRequests(reqs, n)
+	}
+	return res, nil
 }
 
 // restartAndSettle restarts the controller and waits until it has reconciled every import

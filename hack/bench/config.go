@@ -84,6 +84,13 @@ type Config struct {
 	ControllerEnv []string
 	// ControllerBin and PluginBin are the binaries measured; built from the checkout when empty.
 	ControllerBin, PluginBin string
+	// BaselineControllerBin, if set, is another controller binary (say, before a change) run
+	// in each bulk run too, on imports of its own and before ControllerBin, so that the two
+	// compare in the same run: same clusters, same raw loop, same machine load.
+	BaselineControllerBin string
+	// ControllerArgs are added to ControllerBin's flags (e.g. --pprof-bind-address=127.0.0.1:6060),
+	// not to the baseline's, which may not know them.
+	ControllerArgs []string
 	// Log receives progress lines.
 	Log func(format string, args ...any)
 }
@@ -133,6 +140,12 @@ func (c Config) Summary() string {
 	}
 	if c.has(PhaseCLI) {
 		parts = append(parts, fmt.Sprintf("CLI %d runs", c.CLIRuns))
+	}
+	if c.BaselineControllerBin != "" {
+		parts = append(parts, "baseline controller "+c.BaselineControllerBin)
+	}
+	if len(c.ControllerArgs) > 0 {
+		parts = append(parts, "controller flags "+strings.Join(c.ControllerArgs, " "))
 	}
 	if len(c.ControllerEnv) > 0 {
 		parts = append(parts, "controller environment "+strings.Join(c.ControllerEnv, " "))

@@ -26,16 +26,21 @@ type controller struct {
 	started    time.Time
 }
 
-// startController starts the controller as its own identity and waits until it is ready (its
-// readiness check includes the webhook's: serving, with its CA injected).
+// startController starts the controller under test as its own identity and waits until it is
+// ready (its readiness check includes the webhook's: serving, with its CA injected).
 func (e *env) startController(ctx context.Context, lim Limits) error {
+	return e.startBinary(ctx, lim, e.cfg.ControllerBin, e.cfg.ControllerArgs)
+}
+
+// startBinary starts the controller binary bin as startController does, with extra flags.
+func (e *env) startBinary(ctx context.Context, lim Limits, bin string, extra []string) error {
 	if e.ctrl != nil {
 		return errors.New("controller already running")
 	}
 	e.ctrlRuns++
 	started := time.Now()
 	p, err := controlplane.StartController(controlplane.Controller{
-		Binary:     e.cfg.ControllerBin,
+		Binary:     bin,
 		Kubeconfig: e.a.ControllerKubeconfig,
 		// Each run logs to its own file in e.dir.
 		Dir:  e.dir,
@@ -50,7 +55,7 @@ func (e *env) startController(ctx context.Context, lim Limits) error {
 			"--metrics-secure=false",
 			fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", e.probePort),
 			fmt.Sprintf("--webhook-port=%d", e.webhookPort),
-		}, lim.args()...),
+		}, append(lim.args(), extra...)...),
 	})
 	if err != nil {
 		return err

@@ -5,12 +5,16 @@
 package main
 
 import (
+	"errors"
 	"flag"
+	"fmt"
+	"net"
 	"os"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	cpv1alpha1 "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -19,6 +23,7 @@ import (
 
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/internal/automount"
+	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/internal/clusterprofile"
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/internal/importer"
 	"github.com/kubectl-mcsa/kubectl-mcsa/manifests"
 )
@@ -34,6 +39,8 @@ func main() {
 		qps                    float64
 		burst                  int
 		remoteQPS              float64
+		pprofAddr              string
+		profiles               clusterprofile.Options
 	)
 	flag.StringVar(&imp.Namespace, "namespace", v1alpha1.DefaultNamespace, "Namespace of the controller: its cluster credentials and leader-election lease.")
 	flag.StringVar(&imp.ClusterName, "cluster-name", "", "This cluster's name as remote clusters know it. Cluster credentials carry it; needed only with --kubeconfig-clusters.")
@@ -51,10 +58,16 @@ func main() {
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader, so that only one replica reconciles.")
 	flag.BoolVar(&automountWebhook, "automount-webhook", true, "Serve the automount webhook (manifests/webhook) and keep its certificate; every replica serves.")
 	flag.IntVar(&webhook.Port, "webhook-port", automount.DefaultPort, "Port of the automount webhook.")
+	flag.StringVar(&pprofAddr, "pprof-bind-address", "", "Loopback address (127.0.0.1:PORT, [::1]:PORT or localhost:PORT) of Go's /debug/pprof endpoints, for profiling (`kubectl port-forward`); empty, the default, disables them.")
+	flag.StringVar(&profiles.Namespace, manifests.ClusterProfilesFlag, "", "Publish a ClusterProfile (sigs.k8s.io/cluster-inventory-api) per remote cluster credential in this namespace; off when empty. Needs the CRD and RBAC of `kubectl mcsa install --cluster-profiles NAMESPACE`.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	imp.RemoteQPS = float32(remoteQPS)
+	if err := loopbackOnly(pprofAddr); err != nil {
+		fmt.Fprintf(os.Stderr, "--pprof-bind-address: %v\n", err)
+		os.Exit(2)
+	}
 
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
@@ -68,6 +81,14 @@ func main() {
 		log.Error(err, "Building the scheme")
 		os.Exit(1)
 	}
+	cacheOpts := importer.CacheOptions()
+	if profiles.Namespace != "" {
+		if err := cpv1alpha1.AddToScheme(scheme); err != nil {
+			log.Error(err, "Building the scheme")
+			os.Exit(1)
+		}
+		cacheOpts = clusterprofile.CacheOptions(cacheOpts, profiles.Namespace)
+	}
 
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
@@ -78,9 +99,10 @@ func main() {
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
-		Cache:                   importer.CacheOptions(),
+		Cache:                   cacheOpts,
 		Metrics:                 metricsOptions(metricsAddr, secureMetrics),
 		HealthProbeBindAddress:  probeAddr,
+		PprofBindAddress:        pprofAddr,
 		LeaderElection:          leaderElect,
 		LeaderElectionID:        manifests.LeaderElectionLease,
 		LeaderElectionNamespace: imp.Namespace,
@@ -95,6 +117,13 @@ func main() {
 	if err := importer.Setup(mgr, imp); err != nil {
 		log.Error(err, "Setting up the importer")
 		os.Exit(1)
+	}
+	if profiles.Namespace != "" {
+		profiles.CredentialNamespace = imp.Namespace
+		if err := clusterprofile.Setup(mgr, profiles); err != nil {
+			log.Error(err, "Setting up the ClusterProfile publisher")
+			os.Exit(1)
+		}
 	}
 	if automountWebhook {
 		// The webhook's Service, Secret and registration live in the controller's namespace.
@@ -134,4 +163,20 @@ func metricsOptions(addr string, secure bool) metricsserver.Options {
 		opts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 	return opts
+}
+
+// loopbackOnly refuses a pprof address reachable from outside the pod: the profiles are served
+// without authentication and tell much about the process (its heap holds tokens).
+func loopbackOnly(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return errors.New("must be a loopback address (127.0.0.1:PORT, [::1]:PORT or localhost:PORT): pprof is served without authentication")
+	}
+	return nil
 }

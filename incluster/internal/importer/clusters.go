@@ -28,6 +28,9 @@ type remote struct {
 	client           kubernetes.Interface
 	// version identifies the credential the client was built from.
 	version string
+	// grants caches what the importer reads of the grants in this cluster before each
+	// TokenRequest; dropped with the client when the credential changes.
+	grants grantReads
 }
 
 // clusterUnknownError says why a cluster cannot be reached: no usable credential.

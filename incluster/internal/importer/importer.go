@@ -149,6 +149,9 @@ type Reconciler struct {
 	opts      Options
 	// verified spares reading secrets' data when they are as the importer wrote them.
 	verified *verifiedSecrets
+	// statusWrites and verified spare reading around the cache before minting when the cache
+	// holds this process's last writes (cacheCurrent).
+	statusWrites *statusWrites
 }
 
 // Setup adds the importer's controller to mgr, whose cache must use CacheOptions.
@@ -171,12 +174,13 @@ func Setup(mgr manager.Manager, opts Options) error {
 		}
 	}
 	r := &Reconciler{
-		client:    c,
-		apiReader: mgr.GetAPIReader(),
-		clusters:  cl,
-		events:    mgr.GetEventRecorder(FieldManager),
-		opts:      opts,
-		verified:  newVerifiedSecrets(),
+		client:       c,
+		apiReader:    mgr.GetAPIReader(),
+		clusters:     cl,
+		events:       mgr.GetEventRecorder(FieldManager),
+		opts:         opts,
+		verified:     newVerifiedSecrets(),
+		statusWrites: newStatusWrites(),
 	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1alpha1.ServiceAccountImport{}, clusterNameField,
 		func(o client.Object) []string { return []string{o.(*v1alpha1.ServiceAccountImport).Spec.ClusterName} }); err != nil {

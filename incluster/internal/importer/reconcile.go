@@ -95,6 +95,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 func (r *Reconciler) forget(req reconcile.Request) {
 	tokenExpiration.DeleteLabelValues(req.Namespace, req.Name)
 	r.verified.forget(req.NamespacedName)
+	r.statusWrites.forget(req.NamespacedName)
 	if req.Namespace == r.opts.Namespace {
 		r.clusters.forget(req.Name)
 	}
@@ -125,25 +126,42 @@ func (r *Reconciler) reconcile(ctx context.Context, imp *v1alpha1.ServiceAccount
 	now := r.opts.Clock.Now()
 	st, hasState := readTokenState(imp, secret != nil)
 	trigger := refreshReason(imp, st, hasState, now)
-	if trigger != "" {
-		// About to mint a token: decide again on what the API server holds, not the cache, so
-		// that a cache lagging behind our last write (of the status, which holds the schedule,
-		// or of the secret) does not trigger a second refresh.
-		fresh := &v1alpha1.ServiceAccountImport{}
-		if err := r.apiReader.Get(ctx, client.ObjectKeyFromObject(imp), fresh); err != nil {
-			if apierrors.IsNotFound(err) {
-				return nil, nil
+	// About to mint a token: decide again on what the API server holds where the cache may not
+	// tell. It may lag behind our last write (of the status, which holds the schedule, or of
+	// the secret), which must not trigger a second refresh; and it holds only labelled secrets,
+	// so a secret of that name without the label, someone else's, is seen only by the API
+	// server. The reads and the grant's in B (which the refresh needs unless the API server
+	// says otherwise) are made at once.
+	if readImport := !r.cacheCurrent(imp, secret); trigger != "" && (readImport || secret == nil) {
+		var (
+			fresh             = &v1alpha1.ServiceAccountImport{}
+			freshSecret       *metav1.PartialObjectMetadata
+			impErr, secretErr error
+			wg                sync.WaitGroup
+		)
+		if readImport {
+			wg.Go(func() { impErr = r.apiReader.Get(ctx, client.ObjectKeyFromObject(imp), fresh) })
+		}
+		wg.Go(func() { freshSecret, secretErr = r.ownedSecret(ctx, r.apiReader, imp) })
+		wg.Go(func() { r.readGrant(ctx, imp, rem, now) }) // only fills rem.grants, for refresh
+		wg.Wait()
+		if readImport {
+			if impErr != nil {
+				if apierrors.IsNotFound(impErr) {
+					return nil, nil
+				}
+				return nil, impErr
 			}
-			return nil, err
+			if !fresh.DeletionTimestamp.IsZero() || fresh.Generation != imp.Generation {
+				return nil, nil // a newer event follows
+			}
+			imp = fresh
 		}
-		if !fresh.DeletionTimestamp.IsZero() || fresh.Generation != imp.Generation {
-			return nil, nil // a newer event follows
-		}
-		imp = fresh
-		if secret, err = r.ownedSecret(ctx, r.apiReader, imp); errors.Is(err, errSecretConflict) {
+		secret = freshSecret
+		if errors.Is(secretErr, errSecretConflict) {
 			return r.conflict(imp), nil
-		} else if err != nil {
-			return nil, err
+		} else if secretErr != nil {
+			return nil, secretErr
 		}
 		st, hasState = readTokenState(imp, secret != nil)
 		trigger = refreshReason(imp, st, hasState, now)
@@ -214,6 +232,29 @@ func (r *Reconciler) ownedSecret(ctx context.Context, reader client.Reader, imp 
 	return s, nil
 }
 
+// cacheCurrent tells whether the cached import may decide that a token is minted, without
+// reading it again from the API server: the cache holds every write this process made to it and
+// its secret (the import is at the version its last status write returned, the secret at the
+// version this process last wrote or read), or the import is new to this process, never reported
+// on and without a secret. A write of an earlier process is then in the cache, listed after that
+// process stopped, but for a leader that stopped just now, whose secret, if it wrote one, the
+// importer reads before minting (the cache shows none) or fails to create (AlreadyExists).
+func (r *Reconciler) cacheCurrent(imp *v1alpha1.ServiceAccountImport, secret *metav1.PartialObjectMetadata) bool {
+	key := client.ObjectKeyFromObject(imp)
+	secretVersion, knownSecret := r.verified.version(key, imp.UID)
+	importVersion, wrote := r.statusWrites.version(key, imp.UID)
+	if !wrote {
+		return !knownSecret && secret == nil && imp.Status.ObservedGeneration == 0 && len(imp.Status.Conditions) == 0
+	}
+	if imp.ResourceVersion != importVersion {
+		return false
+	}
+	if secret == nil {
+		return !knownSecret
+	}
+	return knownSecret && secret.ResourceVersion == secretVersion
+}
+
 // keep keeps the current token, refreshing the rest of the secret (the cluster's server or CA
 // may have changed, or someone else the secret), and schedules the next refresh.
 //
@@ -261,6 +302,8 @@ func (r *Reconciler) refresh(ctx context.Context, imp *v1alpha1.ServiceAccountIm
 			return nil, ctx.Err() // shutting down: the remote cluster is not at fault
 		}
 		refreshFailures.WithLabelValues(imp.Spec.ClusterName, reason).Inc()
+		// Whatever failed, the retry reads the grant in B again rather than what led here.
+		rem.grants.forget(grantReadKeys(imp)...)
 		if refused(reason) && !v1alpha1.IsClusterCredential(imp, r.opts.Namespace) && secret != nil {
 			// B refused: the token it issued before must not stay mounted as if it were current.
 			cleared, err := r.clearToken(ctx, imp, secret)
@@ -285,35 +328,31 @@ func (r *Reconciler) refresh(ctx context.Context, imp *v1alpha1.ServiceAccountIm
 		importing = r.clusters.importingCluster(ctx)
 	}
 
-	// A credential renews itself and may do nothing else, not even read its service account.
-	if !v1alpha1.IsClusterCredential(imp, r.opts.Namespace) {
-		remoteSA, err := rem.client.CoreV1().ServiceAccounts(sa.Namespace).Get(ctx, sa.Name, metav1.GetOptions{})
-		if err != nil {
-			return failed(r.remoteFailure(imp, importing, err))
-		}
-		if allowed, err := grant.Allowed(remoteSA.Annotations, rem.importingCluster, imp.Namespace); !allowed {
-			why := fmt.Sprintf("its annotation %s is %q", v1alpha1.AllowedImportersAnnotation, remoteSA.Annotations[v1alpha1.AllowedImportersAnnotation])
-			if err != nil {
-				why = err.Error()
-			} else if rem.importingCluster == "" {
-				why += " and this cluster's name is unknown (set --cluster-name)"
-			}
-			return failed(v1alpha1.ReasonNamespaceNotAllowed, fmt.Sprintf(
-				"Service account %s of cluster %s may not be imported into namespace %s of cluster %s: %s. To allow it, run `%s`.",
-				sa, imp.Spec.ClusterName, imp.Namespace, importing, why,
-				grant.AllowIntoNamespacesCommand(importing, imp.Spec.ClusterName, sa.Namespace, sa.Name, imp.Namespace)))
-		}
+	g := r.readGrant(ctx, imp, rem, now)
+	if g.saErr != nil {
+		return failed(r.remoteFailure(imp, importing, g.saErr))
 	}
-
+	if allowed, err := grant.Allowed(g.saAnnotations, rem.importingCluster, imp.Namespace); !allowed {
+		why := fmt.Sprintf("its annotation %s is %q", v1alpha1.AllowedImportersAnnotation, g.saAnnotations[v1alpha1.AllowedImportersAnnotation])
+		if err != nil {
+			why = err.Error()
+		} else if rem.importingCluster == "" {
+			why += " and this cluster's name is unknown (set --cluster-name)"
+		}
+		return failed(v1alpha1.ReasonNamespaceNotAllowed, fmt.Sprintf(
+			"Service account %s of cluster %s may not be imported into namespace %s of cluster %s: %s. To allow it, run `%s`.",
+			sa, imp.Spec.ClusterName, imp.Namespace, importing, why,
+			grant.AllowIntoNamespacesCommand(importing, imp.Spec.ClusterName, sa.Namespace, sa.Name, imp.Namespace)))
+	}
 	if rem.importingCluster == "" {
 		// Tokens are bound to the anchor of this cluster's grant, named after this cluster.
 		return failed(v1alpha1.ReasonGrantAnchorMissing, fmt.Sprintf(
 			"This cluster's name in cluster %s is unknown (set --cluster-name): the importer cannot name the anchor its tokens are bound to.", imp.Spec.ClusterName))
 	}
-	policy, err := r.policy(ctx, imp, rem)
-	if err != nil {
-		return failed(r.remoteFailure(imp, importing, err))
+	if g.policyErr != nil {
+		return failed(r.remoteFailure(imp, importing, g.policyErr))
 	}
+	policy := g.policy
 	if !policy.AllowsAudiences(imp.Spec.Audiences) {
 		return failed(v1alpha1.ReasonAudienceNotAllowed, fmt.Sprintf(
 			"The grant of service account %s of cluster %s to cluster %s allows tokens for %s only, not for audiences %s. Remove the audiences from the import, or have them allowed: `%s --audiences %s`.",
@@ -345,30 +384,80 @@ func (r *Reconciler) refresh(ctx context.Context, imp *v1alpha1.ServiceAccountIm
 	}
 	at := refreshAt(next, string(imp.UID))
 	log.Info("Token refreshed", "trigger", trigger, "expires", next.expires, "nextRefresh", at)
-	if hasState {
-		r.events.Eventf(imp, written, corev1.EventTypeNormal, EventTokenRefreshed, "RefreshToken",
-			"Refreshed the token (%s); it expires at %s", trigger, next.expires.UTC().Format(time.RFC3339))
-	} else {
+	// Events mark transitions: a first token (or one issued again after it was lost or
+	// removed), and a refresh that is not routine (a new spec, a request, the end of a failure).
+	// A refresh on schedule says nothing the status does not, and was an Event written in A
+	// per import and refresh period.
+	switch {
+	case !hasState:
 		r.events.Eventf(imp, written, corev1.EventTypeNormal, EventTokenIssued, "IssueToken",
 			"Issued a token of %s in cluster %s; it expires at %s", sa, imp.Spec.ClusterName, next.expires.UTC().Format(time.RFC3339))
+	case trigger != refreshScheduled:
+		r.events.Eventf(imp, written, corev1.EventTypeNormal, EventTokenRefreshed, "RefreshToken",
+			"Refreshed the token (%s); it expires at %s", trigger, next.expires.UTC().Format(time.RFC3339))
 	}
 	return &outcome{imp: imp, reason: v1alpha1.ReasonTokenIssued, message: r.readyMessage(imp, next),
 		secret: written, state: next, hasState: true, refreshed: true, requeueAfter: at.Sub(now)}, nil
 }
 
-// policy is the token policy of the import's grant in B: the cluster credential's is fixed, an
-// import's is read from B (ConfigMap grant.PoliciesName of the service account's namespace).
-func (r *Reconciler) policy(ctx context.Context, imp *v1alpha1.ServiceAccountImport, rem *remote) (grant.Policy, error) {
+// grantView is what B says of an import's grant before a TokenRequest.
+type grantView struct {
+	// saAnnotations holds the service account's allowed-importers annotation, if any.
+	saAnnotations map[string]string
+	saErr         error
+	policy        grant.Policy
+	policyErr     error
+}
+
+// grantReadKeys are the reads of imp's grant in B.
+func grantReadKeys(imp *v1alpha1.ServiceAccountImport) []grantReadKey {
+	return []grantReadKey{{readServiceAccount, imp.Spec.Namespace, imp.Spec.Name}, {readPolicies, imp.Spec.Namespace, grant.PoliciesName}}
+}
+
+// readGrant reads the import's grant in B: its service account (for the allowed-importers
+// annotation) and the token policy, both at once, each from rem.grants when read in the last
+// grantReadTTL. A credential renews itself and may do nothing else, not even read its service
+// account; its policy is fixed. Without this cluster's name no policy can be named.
+func (r *Reconciler) readGrant(ctx context.Context, imp *v1alpha1.ServiceAccountImport, rem *remote, now time.Time) grantView {
 	if v1alpha1.IsClusterCredential(imp, r.opts.Namespace) {
-		return grant.CredentialPolicy(), nil
+		return grantView{policy: grant.CredentialPolicy()}
 	}
-	cm, err := rem.client.CoreV1().ConfigMaps(imp.Spec.Namespace).Get(ctx, grant.PoliciesName, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return grant.Policy{}, grant.ErrNoPolicy
-	} else if err != nil {
-		return grant.Policy{}, err
+	keys := grantReadKeys(imp)
+	var g grantView
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		v, err := rem.grants.get(keys[0], now, func() (any, error) {
+			sa, err := rem.client.CoreV1().ServiceAccounts(imp.Spec.Namespace).Get(ctx, imp.Spec.Name, metav1.GetOptions{})
+			if err != nil {
+				return nil, err
+			}
+			if v, ok := sa.Annotations[v1alpha1.AllowedImportersAnnotation]; ok {
+				return map[string]string{v1alpha1.AllowedImportersAnnotation: v}, nil
+			}
+			return map[string]string(nil), nil
+		})
+		if g.saErr = err; err == nil {
+			g.saAnnotations = v.(map[string]string)
+		}
+	})
+	if rem.importingCluster != "" {
+		wg.Go(func() {
+			v, err := rem.grants.get(keys[1], now, func() (any, error) {
+				cm, err := rem.client.CoreV1().ConfigMaps(imp.Spec.Namespace).Get(ctx, grant.PoliciesName, metav1.GetOptions{})
+				if apierrors.IsNotFound(err) {
+					return nil, grant.ErrNoPolicy
+				} else if err != nil {
+					return nil, err
+				}
+				return cm.Data, nil
+			})
+			if g.policyErr = err; err == nil {
+				g.policy, g.policyErr = grant.LookupPolicy(v.(map[string]string), rem.importingCluster, imp.Spec.Name)
+			}
+		})
 	}
-	return grant.LookupPolicy(cm.Data, rem.importingCluster, imp.Spec.Name)
+	wg.Wait()
+	return g
 }
 
 func allowedAudiences(p grant.Policy) string {
@@ -614,7 +703,11 @@ func (r *Reconciler) report(ctx context.Context, out *outcome) error {
 	}
 	patch := client.MergeFrom(imp.DeepCopy())
 	imp.Status = *status
-	return r.client.Status().Patch(ctx, imp, patch)
+	if err := r.client.Status().Patch(ctx, imp, patch); err != nil {
+		return err
+	}
+	r.statusWrites.record(client.ObjectKeyFromObject(imp), imp.UID, imp.ResourceVersion)
+	return nil
 }
 
 // newSecretMetadata is a secret's metadata, to be read from the cache (which holds nothing else of
@@ -666,8 +759,52 @@ func (v *verifiedSecrets) record(key types.NamespacedName, importUID types.UID, 
 	v.byName[key] = verifiedSecret{importUID: importUID, resourceVersion: secret.GetResourceVersion(), digest: digest}
 }
 
+// version is the secret's version this process last wrote or read for the import, if any.
+func (v *verifiedSecrets) version(key types.NamespacedName, importUID types.UID) (string, bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	seen, ok := v.byName[key]
+	return seen.resourceVersion, ok && seen.importUID == importUID
+}
+
 func (v *verifiedSecrets) forget(key types.NamespacedName) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	delete(v.byName, key)
+}
+
+// statusWrites remembers, per import, the version of the import its last status write by this
+// process returned: while the cache holds that version, it holds that write (see cacheCurrent).
+type statusWrites struct {
+	mu     sync.Mutex
+	byName map[types.NamespacedName]statusWrite
+}
+
+type statusWrite struct {
+	importUID       types.UID
+	resourceVersion string
+}
+
+func newStatusWrites() *statusWrites {
+	return &statusWrites{byName: map[types.NamespacedName]statusWrite{}}
+}
+
+func (w *statusWrites) record(key types.NamespacedName, importUID types.UID, resourceVersion string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.byName[key] = statusWrite{importUID: importUID, resourceVersion: resourceVersion}
+}
+
+// version is the version of the import the last status write of this process returned, if any.
+func (w *statusWrites) version(key types.NamespacedName, importUID types.UID) (string, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	seen, ok := w.byName[key]
+	return seen.resourceVersion, ok && seen.importUID == importUID
+}
+
+func (w *statusWrites) forget(key types.NamespacedName) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.byName, key)
 }

@@ -50,8 +50,9 @@ type fixture struct {
 	onMint func()
 	events *events.FakeRecorder
 	r      *Reconciler
-	// secretReads counts whole secrets read from the API server (the cache holds metadata only).
-	secretReads int
+	// secretReads counts whole secrets read from the API server (the cache holds metadata only),
+	// apiReads every read from the API server (around the cache).
+	secretReads, apiReads int
 	// ca is the remote cluster's CA the importer knows.
 	ca string
 }
@@ -115,21 +116,29 @@ func (f *fixture) restart() {
 	if err := opts.defaults(); err != nil {
 		f.t.Fatal(err)
 	}
-	cache, api := metadataCache{f.local}, &countingReader{Reader: f.local, secrets: &f.secretReads}
+	cache, api := metadataCache{f.local}, &countingReader{Reader: f.local, secrets: &f.secretReads, all: &f.apiReads}
 	cl := newClusters(cache, api, opts.Namespace, "", func(*rest.Config) {})
 	cl.static["cluster2"] = &remote{server: "https://cluster2.example", caData: []byte(f.ca), importingCluster: "cluster1", client: f.remote}
-	f.r = &Reconciler{client: cache, apiReader: api, clusters: cl, events: f.events, opts: opts, verified: newVerifiedSecrets()}
+	f.r = &Reconciler{client: cache, apiReader: api, clusters: cl, events: f.events, opts: opts, verified: newVerifiedSecrets(), statusWrites: newStatusWrites()}
 }
 
-// metadataCache stands for the manager's cache, which holds secrets as metadata only: it
-// refuses to read whole secrets.
+// metadataCache stands for the manager's cache, which holds secrets as metadata only, and only
+// those labelled as an import's: it refuses to read whole secrets, and finds no other.
 type metadataCache struct{ client.WithWatch }
 
 func (c metadataCache) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
 	if _, ok := obj.(*corev1.Secret); ok {
 		return fmt.Errorf("secret %s read whole from the cache, which holds metadata only", key)
 	}
-	return c.WithWatch.Get(ctx, key, obj, opts...)
+	if err := c.WithWatch.Get(ctx, key, obj, opts...); err != nil {
+		return err
+	}
+	if m, ok := obj.(*metav1.PartialObjectMetadata); ok && m.Kind == "Secret" {
+		if _, labelled := m.Labels[v1alpha1.ImportNameKey]; !labelled {
+			return apierrors.NewNotFound(corev1.Resource("secrets"), key.Name)
+		}
+	}
+	return nil
 }
 
 func (c metadataCache) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
@@ -166,13 +175,14 @@ func (s ctxStatus) Patch(ctx context.Context, obj client.Object, patch client.Pa
 	return s.SubResourceWriter.Patch(ctx, obj, patch, opts...)
 }
 
-// countingReader reads the API server, counting the whole secrets read.
+// countingReader reads the API server, counting the reads and the whole secrets read.
 type countingReader struct {
 	client.Reader
-	secrets *int
+	secrets, all *int
 }
 
 func (c *countingReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	*c.all++
 	if _, ok := obj.(*corev1.Secret); ok {
 		*c.secrets++
 	}
@@ -313,7 +323,8 @@ func TestRotation(t *testing.T) {
 	if c := f.ready(); c.ObservedGeneration != f.get().Generation {
 		t.Fatalf("Ready observedGeneration = %d, want %d", c.ObservedGeneration, f.get().Generation)
 	}
-	wantEvents(t, f.events, "Normal TokenIssued", "Normal TokenRefreshed", "Normal TokenRefreshed", "Normal TokenRefreshed")
+	// The scheduled refresh is routine and has no event; the forced one and the spec change do.
+	wantEvents(t, f.events, "Normal TokenIssued", "Normal TokenRefreshed", "Normal TokenRefreshed")
 }
 
 // TestOutage: a failing remote keeps the current token, says until when it is valid, and

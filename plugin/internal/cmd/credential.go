@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -34,36 +35,49 @@ type CredentialOptions struct {
 	mountDir func(name string) string
 	// connect gives a client of the context that kubectl's flags select, without discovery.
 	connect clientsFunc
-	// namespaceFlag is -n as given ("" when not).
-	namespaceFlag func() string
+	// namespaceFlag, contextFlag and kubeconfigFlag are kubectl's flags as given ("" when not).
+	namespaceFlag, contextFlag, kubeconfigFlag func() string
 
 	Name string
 	// Namespace is the import's namespace in the importing cluster: -n, else the exec info's,
 	// else the context's (filled in by Run when it reads the secret).
 	Namespace string
+	// ProviderFile prints the ClusterProfile consumers' provider file that runs this command
+	// instead of a credential.
+	ProviderFile bool
+	// ExecCommand is the program the provider file runs.
+	ExecCommand string
 }
 
 // NewCredentialOptions are credential's defaults.
 func NewCredentialOptions(streams genericiooptions.IOStreams, configFlags *genericclioptions.ConfigFlags) *CredentialOptions {
 	return &CredentialOptions{
-		IOStreams: streams,
-		now:       time.Now,
-		getenv:    os.Getenv,
-		mountDir:  config.ServiceAccountImportDir,
-		connect:   lightClientsFor(configFlags),
-		namespaceFlag: func() string {
-			if configFlags.Namespace == nil {
-				return ""
-			}
-			return *configFlags.Namespace
-		},
+		IOStreams:      streams,
+		now:            time.Now,
+		getenv:         os.Getenv,
+		mountDir:       config.ServiceAccountImportDir,
+		connect:        lightClientsFor(configFlags),
+		namespaceFlag:  flagValue(configFlags.Namespace),
+		contextFlag:    flagValue(configFlags.Context),
+		kubeconfigFlag: flagValue(configFlags.KubeConfig),
+		ExecCommand:    pluginBinary,
+	}
+}
+
+// flagValue reads one of kubectl's flags ("" when it is not bound).
+func flagValue(p *string) func() string {
+	return func() string {
+		if p == nil {
+			return ""
+		}
+		return *p
 	}
 }
 
 // NewCmdCredential is `kubectl mcsa credential`.
 func NewCmdCredential(streams genericiooptions.IOStreams, configFlags *genericclioptions.ConfigFlags) *cobra.Command {
 	o := NewCredentialOptions(streams, configFlags)
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "credential [NAME]",
 		Short: "Print an import's token as a client-go exec credential (for kubeconfigs)",
 		Long: `Print an import's current token as a client-go exec credential (an ExecCredential of
@@ -77,12 +91,24 @@ reads the import's secret in the importing cluster, with your kubeconfig and you
 The credential expires at the earliest time the importer may refresh the token (75 % of its
 lifetime), so that clients run the command again before the token changes and never hold an
 expired one. The import's name comes from NAME, else from the cluster's
-client.authentication.k8s.io/exec extension that clients pass in KUBERNETES_EXEC_INFO.`,
-		Example:           "  kubectl mcsa credential cluster2-default-pod-lister -n default --context cluster1",
+client.authentication.k8s.io/exec extension that clients pass in KUBERNETES_EXEC_INFO.
+
+With --provider-file, it prints instead the provider file that consumers of ClusterProfiles
+(sigs.k8s.io/cluster-inventory-api/pkg/access: multicluster-runtime, Kueue, Argo CD…) read to
+reach the clusters kubectl-mcsa publishes (install --cluster-profiles): it runs this command
+with -n, --context and --kubeconfig as given, and each profile names the import, after its
+cluster, in the consumer's namespace (docs/cluster-profiles.md).`,
+		Example: `  kubectl mcsa credential cluster2-default-pod-lister -n default --context cluster1
+
+  # A provider file for a consumer in a pod, with the plugin at /mcsa/kubectl-mcsa.
+  kubectl mcsa credential --provider-file --exec-command /mcsa/kubectl-mcsa > provider.json`,
 		Args:              cobra.MaximumNArgs(1),
 		ValidArgsFunction: completeImportNames(configFlags, false),
 		RunE:              runE(o),
 	}
+	cmd.Flags().BoolVar(&o.ProviderFile, "provider-file", o.ProviderFile, "Print the ClusterProfile access providers file (KEP-5339) that runs this command for the profiles kubectl-mcsa publishes, instead of a credential")
+	cmd.Flags().StringVar(&o.ExecCommand, "exec-command", o.ExecCommand, "With --provider-file, the program the consumer runs: kubectl (run as 'kubectl mcsa credential') or a path to kubectl-mcsa")
+	return cmd
 }
 
 // Complete reads the name and namespace from the arguments, -n and the exec info.
@@ -108,8 +134,17 @@ func (o *CredentialOptions) Complete(_ *cobra.Command, args []string) error {
 
 // Validate checks the name.
 func (o *CredentialOptions) Validate() error {
+	if o.ProviderFile {
+		if o.Name != "" {
+			return errors.New("--provider-file takes no NAME: each ClusterProfile names its import")
+		}
+		return nil
+	}
+	if o.ExecCommand != "" && o.ExecCommand != pluginBinary {
+		return errors.New("--exec-command needs --provider-file")
+	}
 	if o.Name == "" {
-		return errors.New("no import named: pass NAME, or write the kubeconfig with `kubectl mcsa kubeconfig NAME --exec`")
+		return errors.New("no import named: pass NAME, write the kubeconfig with `kubectl mcsa kubeconfig NAME --exec`, or read a ClusterProfile published by kubectl-mcsa (docs/cluster-profiles.md)")
 	}
 	if errs := validation.IsDNS1123Subdomain(o.Name); len(errs) > 0 {
 		return fmt.Errorf("%q is not an import name: %s", o.Name, strings.Join(errs, "; "))
@@ -117,13 +152,47 @@ func (o *CredentialOptions) Validate() error {
 	return nil
 }
 
-// Run prints the credential of the mounted import, else of the import's secret.
+// Run prints the credential of the mounted import, else of the import's secret; or the
+// provider file.
 func (o *CredentialOptions) Run(ctx context.Context) error {
+	if o.ProviderFile {
+		return o.printProviderFile()
+	}
 	ec, err := o.credential(ctx)
 	if err != nil {
 		return err
 	}
 	b, err := execcredential.Encode(ec)
+	if err != nil {
+		return err
+	}
+	_, err = o.Out.Write(b)
+	return err
+}
+
+// printProviderFile prints the provider file whose plugin is this command with the flags given
+// here: the consumer's kubeconfig, context and namespace when it runs outside a pod, none in a
+// pod where the imports are mounted.
+func (o *CredentialOptions) printProviderFile() error {
+	var args []string
+	if filepath.Base(o.ExecCommand) == "kubectl" {
+		args = append(args, "mcsa")
+	}
+	args = append(args, "credential")
+	if o.Namespace != "" {
+		args = append(args, "-n", o.Namespace)
+	}
+	if c := o.contextFlag(); c != "" {
+		args = append(args, "--context", c)
+	}
+	if k := o.kubeconfigFlag(); k != "" {
+		abs, err := filepath.Abs(k)
+		if err != nil {
+			return err
+		}
+		args = append(args, "--kubeconfig", abs)
+	}
+	b, err := execcredential.ProviderFile(execcredential.Exec{Command: o.ExecCommand, Args: args})
 	if err != nil {
 		return err
 	}

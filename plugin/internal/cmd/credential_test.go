@@ -60,6 +60,7 @@ func TestCredentialOptions(t *testing.T) {
 		{name: "secret by name and -n", args: []string{"x"}, namespace: "app", wantToken: token, wantExp: now.Add(-time.Minute + 45*time.Minute)},
 		{name: "name and namespace from the exec info", env: execInfo(`{"import":"x","namespace":"app"}`), wantToken: token, wantExp: now.Add(44 * time.Minute)},
 		{name: "-n wins over the exec info", args: []string{"x"}, namespace: "app", env: execInfo(`{"import":"y","namespace":"other"}`), wantToken: token},
+		{name: "a ClusterProfile names the import, -n the namespace", namespace: "app", env: execInfo(`{"import":"x"}`), wantToken: token},
 		{name: "mounted: no API call", args: []string{"mounted"}, wantToken: mountedToken, wantExp: now.Add(450 * time.Second), noConnect: true},
 		{name: "no name", wantErr: "no import named: pass NAME"},
 		{name: "bad name", args: []string{"../x"}, wantErr: "is not an import name"},
@@ -110,6 +111,66 @@ func TestCredentialOptions(t *testing.T) {
 				t.Errorf("expiration %v, want %s", ec.Status.ExpirationTimestamp, tt.wantExp)
 			}
 		})
+	}
+}
+
+func TestCredentialProviderFile(t *testing.T) {
+	for _, tt := range []struct {
+		name                                     string
+		args                                     []string
+		execCommand, namespace, context, kubecfg string
+		wantCommand, wantArgs, wantErr           string
+	}{
+		{name: "in a pod", execCommand: "/mcsa/kubectl-mcsa", wantCommand: "/mcsa/kubectl-mcsa", wantArgs: "credential"},
+		{name: "outside, with kubectl's flags", namespace: "app", context: "cluster1", kubecfg: "/home/me/.kube/config",
+			wantCommand: "kubectl-mcsa", wantArgs: "credential -n app --context cluster1 --kubeconfig /home/me/.kube/config"},
+		{name: "through kubectl", execCommand: "kubectl", wantCommand: "kubectl", wantArgs: "mcsa credential"},
+		{name: "no NAME", args: []string{"x"}, wantErr: "--provider-file takes no NAME"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			streams, _, out, _ := genericiooptions.NewTestIOStreams()
+			o := NewCredentialOptions(streams, genericclioptions.NewConfigFlags(false))
+			o.getenv = func(string) string { return "" }
+			o.ProviderFile = true
+			if tt.execCommand != "" {
+				o.ExecCommand = tt.execCommand
+			}
+			o.namespaceFlag = func() string { return tt.namespace }
+			o.contextFlag = func() string { return tt.context }
+			o.kubeconfigFlag = func() string { return tt.kubecfg }
+			o.connect = func() (*kube.Clients, error) { return nil, errors.New("connected") }
+			err := completeAndRun(t, o, func() error { return o.Complete(nil, tt.args) })
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var f struct {
+				Providers []struct {
+					Name       string
+					ExecConfig struct {
+						Command string
+						Args    []string
+					}
+				}
+			}
+			if err := json.Unmarshal(out.Bytes(), &f); err != nil || len(f.Providers) != 1 {
+				t.Fatalf("provider file (%v):\n%s", err, out.String())
+			}
+			p := f.Providers[0]
+			if p.Name != v1alpha1.AccessProviderName || p.ExecConfig.Command != tt.wantCommand || strings.Join(p.ExecConfig.Args, " ") != tt.wantArgs {
+				t.Errorf("provider %+v, want %s %s", p, tt.wantCommand, tt.wantArgs)
+			}
+		})
+	}
+	o := NewCredentialOptions(genericiooptions.NewTestIOStreamsDiscard(), genericclioptions.NewConfigFlags(false))
+	o.Name, o.ExecCommand = "x", "kubectl"
+	if err := o.Validate(); err == nil || !strings.Contains(err.Error(), "--exec-command needs --provider-file") {
+		t.Errorf("--exec-command without --provider-file: %v", err)
 	}
 }
 

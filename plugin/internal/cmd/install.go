@@ -3,9 +3,11 @@ package cmd
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
@@ -47,12 +49,14 @@ the cluster of the current (or --context) context, from the manifests built into
 with server-side apply. Running it again changes nothing unless something drifted.`,
 		Example: `  kubectl mcsa install --context cluster1 --wait
   kubectl mcsa install --image registry.example/mcsa-controller:v0.1.0
-  kubectl mcsa install --dry-run=client   # print the manifests`,
+  kubectl mcsa install --dry-run=client   # print the manifests
+  kubectl mcsa install --cluster-profiles fleet-system   # also publish ClusterProfiles there`,
 		Args: cobra.NoArgs,
 		RunE: runE(o),
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Params.Image, "image", o.Params.Image, "controller image (default "+install.DefaultImage+" at the plugin's version)")
+	f.StringVar(&o.Params.ClusterProfiles, "cluster-profiles", o.Params.ClusterProfiles, "publish a ClusterProfile per remote cluster in this existing namespace (docs/cluster-profiles.md): installs the ClusterProfile CRD and the controller's Role there")
 	f.StringVar(&o.DryRun, "dry-run", o.DryRun, `"client" prints the manifests, "server" sends them with dryRun so the API server validates them`)
 	f.Lookup("dry-run").NoOptDefVal = "client"
 	f.BoolVar(&o.Wait, "wait", o.Wait, "wait until the controller is available and the webhook has its CA")
@@ -66,6 +70,11 @@ func (o *InstallOptions) Complete(*cobra.Command, []string) error { return nil }
 
 // Validate checks the flags.
 func (o *InstallOptions) Validate() error {
+	if ns := o.Params.ClusterProfiles; ns != "" {
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return fmt.Errorf("--cluster-profiles %q is not a namespace name: %s", ns, strings.Join(errs, "; "))
+		}
+	}
 	switch o.DryRun {
 	case "none", "client", "server":
 		return nil

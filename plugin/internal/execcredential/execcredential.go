@@ -1,6 +1,7 @@
 // Package execcredential turns an import's token into a client-go exec credential
 // (client.authentication.k8s.io/v1 ExecCredential), for `kubectl mcsa credential`, and renders
-// the kubeconfig that runs it (`kubectl mcsa kubeconfig --exec`). It is pure: callers read the
+// what runs it: the kubeconfig of `kubectl mcsa kubeconfig --exec`, and the ClusterProfile
+// consumers' provider file of `kubectl mcsa credential --provider-file`. It is pure: callers read the
 // mounted files or the import's secret and pass the time.
 //
 // The credential's status.expirationTimestamp is the earliest point at which the importer may
@@ -27,6 +28,7 @@ import (
 	clientauthv1 "k8s.io/client-go/pkg/apis/clientauthentication/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	clientcmdv1 "k8s.io/client-go/tools/clientcmd/api/v1"
 
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/credential"
@@ -38,7 +40,7 @@ const ExecInfoEnv = "KUBERNETES_EXEC_INFO"
 
 // ClusterExtensionKey is the kubeconfig cluster extension that client-go passes to exec plugins
 // as spec.cluster.config.
-const ClusterExtensionKey = "client.authentication.k8s.io/exec"
+const ClusterExtensionKey = v1alpha1.ExecExtensionKey
 
 // RefreshFraction is the earliest point of a token's lifetime at which the importer refreshes
 // it.
@@ -52,11 +54,8 @@ const Margin = 30 * time.Second
 const Retry = 10 * time.Second
 
 // ClusterConfig is the cluster extension of a kubeconfig written by `kubectl mcsa kubeconfig
-// --exec`: which import the credential is for.
-type ClusterConfig struct {
-	Import    string `json:"import"`
-	Namespace string `json:"namespace,omitempty"`
-}
+// --exec`, or of a ClusterProfile's access provider: which import the credential is for.
+type ClusterConfig = v1alpha1.ExecClusterConfig
 
 // ParseExecInfo reads the ExecCredential request that client-go passes in KUBERNETES_EXEC_INFO
 // and returns its cluster extension ("" or no cluster: nil, nil; client-go passes the cluster
@@ -226,6 +225,48 @@ type Exec struct {
 	Cluster ClusterConfig
 }
 
+// ExecConfig is how a kubeconfig, or a consumer of ClusterProfiles, runs the plugin: always
+// with the cluster's exec extension (provideClusterInfo), which names the import, and never
+// interactively.
+func (e Exec) ExecConfig() clientcmdv1.ExecConfig {
+	return clientcmdv1.ExecConfig{
+		APIVersion:         clientauthv1.SchemeGroupVersion.String(),
+		Command:            e.Command,
+		Args:               e.Args,
+		InteractiveMode:    clientcmdv1.NeverExecInteractiveMode,
+		ProvideClusterInfo: true,
+		InstallHint:        installHint,
+	}
+}
+
+const installHint = "kubectl-mcsa is needed to use this kubeconfig: see https://github.com/kubectl-mcsa/kubectl-mcsa/blob/main/docs/install.md"
+
+// Provider is an entry of a ClusterProfile consumer's provider file
+// (sigs.k8s.io/cluster-inventory-api/pkg/access, KEP-5339): the exec plugin that gets a token
+// for the clusters whose profiles list the access provider of that name.
+type Provider struct {
+	Name       string                 `json:"name"`
+	ExecConfig clientcmdv1.ExecConfig `json:"execConfig"`
+}
+
+// ProviderFile is the provider file (the --clusterprofile-provider-file of multicluster-runtime,
+// Kueue, …) that makes a consumer run e for the profiles kubectl-mcsa publishes. Profile-sourced
+// arguments and environment variables are left off (pkg/access's default, Ignore): the
+// profile's exec extension says everything per cluster, and a profile's writer should not
+// choose what the consumer's plugin runs with.
+func ProviderFile(e Exec) ([]byte, error) {
+	if e.Command == "" {
+		return nil, errors.New("no exec command")
+	}
+	b, err := json.MarshalIndent(struct {
+		Providers []Provider `json:"providers"`
+	}{[]Provider{{Name: v1alpha1.AccessProviderName, ExecConfig: e.ExecConfig()}}}, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
 // Kubeconfig is a kubeconfig for the remote cluster of d (server, CA, default namespace) whose
 // user runs e: it keeps working as long as the import does.
 func Kubeconfig(d credential.Data, e Exec) ([]byte, error) {
@@ -250,7 +291,7 @@ func Kubeconfig(d credential.Data, e Exec) ([]byte, error) {
 		Args:               e.Args,
 		InteractiveMode:    clientcmdapi.NeverExecInteractiveMode,
 		ProvideClusterInfo: true,
-		InstallHint:        "kubectl-mcsa is needed to use this kubeconfig: see https://github.com/kubectl-mcsa/kubectl-mcsa/blob/main/docs/install.md",
+		InstallHint:        installHint,
 	}}
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters[d.ClusterName] = cluster

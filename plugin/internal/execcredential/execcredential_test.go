@@ -9,8 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/runtime"
 	clientauthv1 "k8s.io/client-go/pkg/apis/clientauthentication/v1"
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdv1 "k8s.io/client-go/tools/clientcmd/api/v1"
+	cpv1alpha1 "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
+	"sigs.k8s.io/cluster-inventory-api/pkg/access"
 
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/credential"
@@ -199,5 +203,45 @@ func TestKubeconfig(t *testing.T) {
 	}
 	if _, err := Kubeconfig(credential.Data{ClusterName: "c"}, Exec{Command: "x"}); err == nil {
 		t.Error("no server: no error")
+	}
+}
+
+// TestProviderFileAsPkgAccessReadsIt: the provider file is read by the library consumers use
+// (sigs.k8s.io/cluster-inventory-api/pkg/access), which, for a profile listing the kubectl-mcsa
+// access provider, runs the plugin with the profile's exec extension as the cluster's config.
+func TestProviderFileAsPkgAccessReadsIt(t *testing.T) {
+	b, err := ProviderFile(Exec{Command: "/mcsa/kubectl-mcsa", Args: []string{"credential", "-n", "app"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "provider.json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := access.NewFromFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	profile := &cpv1alpha1.ClusterProfile{Status: cpv1alpha1.ClusterProfileStatus{AccessProviders: []cpv1alpha1.AccessProvider{
+		{Name: "other", Cluster: clientcmdv1.Cluster{Server: "https://elsewhere"}},
+		{Name: v1alpha1.AccessProviderName, Cluster: clientcmdv1.Cluster{Server: "https://cluster2:6443", CertificateAuthorityData: []byte("CA"),
+			Extensions: []clientcmdv1.NamedExtension{{Name: v1alpha1.ExecExtensionKey, Extension: runtime.RawExtension{Raw: []byte(`{"import":"cluster2"}`)}}}}},
+	}}}
+	rc, err := cfg.BuildConfigFromCP(profile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := rc.ExecProvider
+	if rc.Host != "https://cluster2:6443" || string(rc.CAData) != "CA" || e == nil || e.Command != "/mcsa/kubectl-mcsa" ||
+		strings.Join(e.Args, " ") != "credential -n app" || !e.ProvideClusterInfo || e.APIVersion != "client.authentication.k8s.io/v1" {
+		t.Fatalf("rest config %+v, exec %+v", rc, e)
+	}
+	ext, ok := e.Config.(*runtime.Unknown)
+	if !ok {
+		t.Fatalf("exec config %T, want the profile's extension", e.Config)
+	}
+	var cc ClusterConfig
+	if err := json.Unmarshal(ext.Raw, &cc); err != nil || cc != (ClusterConfig{Import: "cluster2"}) {
+		t.Errorf("the plugin would get %s (%v), want the import named after the cluster", ext.Raw, err)
 	}
 }

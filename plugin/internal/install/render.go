@@ -5,6 +5,7 @@ package install
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,11 +13,14 @@ import (
 	"path"
 	"strings"
 
+	appsv1 "k8s.io/api/apps/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/api/types"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
+	"sigs.k8s.io/kustomize/kyaml/resid"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/version"
@@ -33,6 +37,10 @@ type Params struct {
 	// Image overrides the controller image: "name", "name:tag" or "name@sha256:…". Empty
 	// means DefaultImage at this plugin's version.
 	Image string
+	// ClusterProfiles, when set, is the namespace the controller publishes ClusterProfiles in:
+	// the ClusterProfile CRD and the controller's Role there are added
+	// (manifests/clusterprofiles), and the controller's flag.
+	ClusterProfiles string
 }
 
 // Overlay is the kustomization.yaml that Render builds on top of the shipped manifests,
@@ -53,7 +61,42 @@ func Overlay(p Params, base string) ([]byte, error) {
 	if img.NewName != "" || img.NewTag != "" || img.Digest != "" {
 		k.Images = []types.Image{img}
 	}
+	if p.ClusterProfiles != "" {
+		patches, err := clusterProfilesPatches(p.ClusterProfiles)
+		if err != nil {
+			return nil, err
+		}
+		k.Resources = append(k.Resources, path.Join(path.Dir(base), "clusterprofiles"))
+		k.Patches = patches
+	}
 	return yaml.Marshal(k)
+}
+
+// clusterProfilesPatches move the ClusterProfile RBAC (manifests/clusterprofiles) from its
+// placeholder namespace to ns, and turn the publisher on in the controller.
+func clusterProfilesPatches(ns string) ([]types.Patch, error) {
+	op := func(o, path string, value any) (string, error) {
+		b, err := json.Marshal([]map[string]any{{"op": o, "path": path, "value": value}})
+		return string(b), err
+	}
+	toNamespace, err := op("replace", "/metadata/namespace", ns)
+	if err != nil {
+		return nil, err
+	}
+	flag, err := op("add", "/spec/template/spec/containers/0/args/-", "--"+manifests.ClusterProfilesFlag+"="+ns)
+	if err != nil {
+		return nil, err
+	}
+	rbac := func(kind string) types.Patch {
+		return types.Patch{Patch: toNamespace, Target: &types.Selector{ResId: resid.ResId{
+			Gvk: resid.Gvk{Group: rbacv1.GroupName, Version: "v1", Kind: kind}, Name: manifests.ClusterProfilesRBAC}}}
+	}
+	return []types.Patch{
+		rbac("Role"),
+		rbac("RoleBinding"),
+		{Patch: flag, Target: &types.Selector{ResId: resid.ResId{
+			Gvk: resid.Gvk{Group: appsv1.GroupName, Version: "v1", Kind: "Deployment"}, Name: manifests.ControllerDeployment, Namespace: manifests.Namespace}}},
+	}, nil
 }
 
 // splitImage splits an image reference into name, tag and digest; the tag's colon is the

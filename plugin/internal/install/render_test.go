@@ -5,8 +5,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	cpv1alpha1 "sigs.k8s.io/cluster-inventory-api/apis/v1alpha1"
 
 	"github.com/kubectl-mcsa/kubectl-mcsa/manifests"
 )
@@ -74,5 +78,54 @@ func TestRenderMatchesKubectlKustomize(t *testing.T) {
 	}
 	if strings.TrimSpace(string(got)) != strings.TrimSpace(string(want)) {
 		t.Errorf("render differs from kubectl kustomize:\n--- render\n%s\n--- kubectl kustomize\n%s", got, want)
+	}
+}
+
+// TestRenderClusterProfiles: --cluster-profiles adds the ClusterProfile CRD and the controller's
+// Role and binding in that namespace, and turns the publisher on in the controller.
+func TestRenderClusterProfiles(t *testing.T) {
+	rendered, err := Render(Params{ClusterProfiles: "fleet"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := Objects(rendered)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]bool{}
+	for _, o := range objs {
+		found[o.GetKind()+"/"+o.GetNamespace()+"/"+o.GetName()] = true
+		if o.GetKind() == "RoleBinding" && o.GetName() == manifests.ClusterProfilesRBAC {
+			subjects, _, _ := unstructured.NestedSlice(o.Object, "subjects")
+			if len(subjects) != 1 || subjects[0].(map[string]any)["namespace"] != manifests.Namespace {
+				t.Errorf("binding's subjects %v, want the controller's service account in %s", subjects, manifests.Namespace)
+			}
+		}
+		if o.GetKind() == "Deployment" && o.GetName() == manifests.ControllerDeployment {
+			containers, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+			args, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
+			if !slices.Contains(args, "--"+manifests.ClusterProfilesFlag+"=fleet") {
+				t.Errorf("controller args %v, want the publisher's flag", args)
+			}
+		}
+	}
+	for _, want := range []string{
+		"CustomResourceDefinition//clusterprofiles." + cpv1alpha1.Group,
+		"Role/fleet/" + manifests.ClusterProfilesRBAC,
+		"RoleBinding/fleet/" + manifests.ClusterProfilesRBAC,
+	} {
+		if !found[want] {
+			t.Errorf("no %s in the rendered manifests", want)
+		}
+	}
+	if found["Role/cluster-profiles/"+manifests.ClusterProfilesRBAC] {
+		t.Error("the placeholder namespace is left")
+	}
+	plain, err := Render(Params{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(plain), cpv1alpha1.Group) || strings.Contains(string(plain), manifests.ClusterProfilesFlag) {
+		t.Error("the default install has ClusterProfile parts: they are opt-in")
 	}
 }

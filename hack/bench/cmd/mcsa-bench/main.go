@@ -48,6 +48,11 @@ func main() {
 		return nil
 	})
 	flag.StringVar(&cfg.ControllerBin, "controller", "", "mcsa-controller binary (default: built from the checkout)")
+	flag.StringVar(&cfg.BaselineControllerBin, "baseline-controller", "", "another mcsa-controller binary (e.g. before a change) measured in the same bulk runs, before -controller")
+	flag.Func("controller-arg", "flag added to the controller's, e.g. --pprof-bind-address=127.0.0.1:6060 (repeatable)", func(v string) error {
+		cfg.ControllerArgs = append(cfg.ControllerArgs, v)
+		return nil
+	})
 	flag.StringVar(&cfg.PluginBin, "plugin", "", "kubectl-mcsa binary (default: built from the checkout)")
 	flag.StringVar(&out, "out", os.Getenv("BENCH_OUT"), "file the results table is written to (default $BENCH_OUT, else a new temporary directory)")
 	flag.Parse()
