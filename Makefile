@@ -13,7 +13,7 @@ PKGS ?= ./...
 
 COMMANDS := $(wildcard plugin/cmd/* incluster/cmd/* incluster/examples/*)
 
-.PHONY: all help build testbin test unit verify generate lint golangci-lint tidy-check playground playground-stop clean node-prereqs maybe-node-prereqs docs fuzz
+.PHONY: all help build testbin test unit verify generate lint golangci-lint tidy-check playground playground-stop clean node-prereqs maybe-node-prereqs docs fuzz chaos
 
 all: build
 
@@ -39,6 +39,7 @@ testbin:
 test: verify testbin maybe-node-prereqs
 	MCSA_TESTBIN_DIR=$$(hack/testbin/ensure.sh $(TESTBINS)) $(GO) test -count=1 -timeout 25m $(TESTFLAGS) $(PKGS)
 	$(GO) -C hack/dist test -count=1 -timeout 20m ./...
+	MCSA_TESTBIN_DIR=$$(hack/testbin/ensure.sh $(TESTBINS)) $(GO) -C hack/alerts test -count=1 -timeout 5m ./...
 
 ## unit: only the fast tests (end-to-end tests skip under -short)
 unit:
@@ -52,10 +53,11 @@ node-prereqs:
 maybe-node-prereqs:
 	@if [ "$$(id -u)" = 0 ]; then bash hack/node-prereqs.sh; else echo "not root: the real-node tests will skip (run 'sudo make node-prereqs')"; fi
 
-## docs: regenerate the CLI reference (docs/cli.md) from the commands
+## docs: regenerate the CLI reference (docs/cli.md), security.md's rights and observability.md's tables
 docs:
 	$(GO) test ./plugin/internal/cmd -run TestCLIReference -update
 	$(GO) test ./manifests -run TestSecurityDocRBAC -update
+	$(GO) test ./manifests -run TestObservabilityDoc -update
 
 ## generate: deepcopy functions and the CRD from the API types
 generate: $(BIN)/controller-gen
@@ -82,21 +84,23 @@ lint:
 	if [ -n "$$out" ]; then echo "gofmt needed on:" >&2; echo "$$out" >&2; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) -C hack/dist vet ./...
+	$(GO) -C hack/alerts vet ./...
 	@$(MAKE) --no-print-directory golangci-lint
 
-## golangci-lint: the linters of .golangci.yml over the root module and hack/dist
-# Both modules are linted, then it fails if either has findings.
+## golangci-lint: the linters of .golangci.yml over the root module, hack/dist and hack/alerts
+# Every module is linted, then it fails if any has findings.
 golangci-lint: $(BIN)/golangci-lint
 	@rc=0; \
 	$(BIN)/golangci-lint run ./... || rc=1; \
 	(cd hack/dist && $(BIN)/golangci-lint run --config $(CURDIR)/.golangci.yml ./...) || rc=1; \
+	(cd hack/alerts && $(BIN)/golangci-lint run --config $(CURDIR)/.golangci.yml ./...) || rc=1; \
 	exit $$rc
 
 # Built once from hack/lint (its own module, which pins the version), like controller-gen.
 $(BIN)/golangci-lint: hack/lint/go.mod
 	$(GO) -C hack/lint build -o $(BIN)/golangci-lint github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 
-# The root module and every tool module (hack/tools, hack/dist, hack/lint, hack/testbin/*).
+# The root module and every tool module (hack/tools, hack/dist, hack/alerts, hack/lint, hack/testbin/*).
 MODULES := . $(patsubst %/go.mod,%,$(wildcard hack/*/go.mod hack/testbin/*/go.mod))
 
 ## tidy-check: go.mod and go.sum of every module as `go mod tidy` leaves them
@@ -132,3 +136,8 @@ fuzz:
 
 include hack/dist.mk
 include hack/bench.mk
+
+## chaos: the fault-injection suite at full scale (controller kills, remote outages, etcd
+## restarts); writes its figures into docs/reliability.md. A short version runs in `make test`.
+chaos: testbin
+	MCSA_CHAOS=long MCSA_TESTBIN_DIR=$$(hack/testbin/ensure.sh $(TESTBINS)) $(GO) test -count=1 -timeout 40m -v -run TestChaos ./test/chaos

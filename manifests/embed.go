@@ -6,5 +6,5 @@ import "embed"
 
 // FS holds every manifest folder, paths relative to this directory (e.g. "crd/…").
 //
-//go:embed crd controller webhook default clusterprofiles
+//go:embed crd controller webhook default clusterprofiles monitoring
 var FS embed.FS

@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -477,4 +478,66 @@ func moduleRoot() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// StopComponent stops one of the cluster's components (etcd, kube-apiserver,
+// kube-controller-manager), for fault injection; StartComponent starts it again, with the same
+// flags, port and data. Its log goes on in the same file.
+func (c *Cluster) StopComponent(name string) error {
+	p := c.component(name)
+	if p == nil {
+		return fmt.Errorf("controlplane: cluster %s has no %s", c.Name, name)
+	}
+	p.Stop()
+	return nil
+}
+
+// KillComponent ends one of the cluster's components with SIGKILL: a crash, not a shutdown.
+func (c *Cluster) KillComponent(name string) error {
+	p := c.component(name)
+	if p == nil {
+		return fmt.Errorf("controlplane: cluster %s has no %s", c.Name, name)
+	}
+	if err := syscall.Kill(-p.Pid(), syscall.SIGKILL); err != nil && !p.Exited() {
+		return err
+	}
+	<-p.done
+	return nil
+}
+
+// StartComponent starts a component StopComponent or KillComponent ended, and waits until the
+// API server is ready again.
+func (c *Cluster) StartComponent(ctx context.Context, name string) error {
+	p := c.component(name)
+	if p == nil {
+		return fmt.Errorf("controlplane: cluster %s has no %s", c.Name, name)
+	}
+	if !p.Exited() {
+		return fmt.Errorf("controlplane: %s of cluster %s is running", name, c.Name)
+	}
+	again, err := StartProcess(c.Dir, name, p.cmd.Path, p.cmd.Args[1:]...)
+	if err != nil {
+		return err
+	}
+	for i := range c.procs {
+		if c.procs[i] == p {
+			c.procs[i] = again
+		}
+	}
+	var serving []*Process
+	for _, name := range []string{"etcd", "kube-apiserver"} {
+		if q := c.component(name); q != nil {
+			serving = append(serving, q)
+		}
+	}
+	return c.waitReady(ctx, serving...)
+}
+
+func (c *Cluster) component(name string) *Process {
+	for _, p := range c.procs {
+		if p.name == name {
+			return p
+		}
+	}
+	return nil
 }

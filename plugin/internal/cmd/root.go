@@ -98,7 +98,7 @@ Getting started, with contexts cluster1 (importing) and cluster2 (imported from)
 			root.AddCommand(sub)
 		}
 	}
-	root.AddCommand(NewCmdVersion(streams))
+	root.AddCommand(NewCmdVersion(streams, configFlags))
 	return root
 }
 
