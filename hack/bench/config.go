@@ -76,7 +76,7 @@ type Config struct {
 	// Pods are created through the API server on each side (webhook on, off), at PodRate in all.
 	Pods    int
 	PodRate float64
-	// CLIRuns is how many times `kubectl-mcsa version` runs.
+	// CLIRuns is how many times `kubectl-mcsa version` runs (`credential`, at least 100 times for its p99).
 	CLIRuns int
 	// Phases to run (default AllPhases).
 	Phases []string

@@ -5,9 +5,11 @@ import (
 	"archive/zip"
 	"bytes"
 	"compress/gzip"
+	"debug/elf"
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -185,5 +187,38 @@ func readArchive(t *testing.T, b []byte, ext string, mtime time.Time) map[string
 			t.Errorf("%s: time %s owner %d %q, want %s, root without name", h.Name, h.ModTime, h.Uid, h.Uname, mtime)
 		}
 		entries[h.Name] = os.FileMode(h.Mode).Perm()
+	}
+}
+
+// TestStaticallyLinked: the release binaries run anywhere a kernel does, distroless and scratch
+// images included (a dynamically linked exec plugin fails to start there: kueue#8751): goBuild's
+// output has no program interpreter and needs no shared library.
+func TestStaticallyLinked(t *testing.T) {
+	bin := t.TempDir()
+	p := platform{runtime.GOOS, runtime.GOARCH}
+	if p.OS != "linux" {
+		t.Skip("ELF check")
+	}
+	root, err := filepath.Abs(filepath.Join("..", "..")) // the kubectl-mcsa module
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := goBuild(t.Context(), root, "v0.0.0-static", p, bin); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{pluginBinary, completionBinary} {
+		f, err := elf.Open(filepath.Join(bin, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, prog := range f.Progs {
+			if prog.Type == elf.PT_INTERP {
+				t.Errorf("%s has a program interpreter: dynamically linked", name)
+			}
+		}
+		if libs, err := f.ImportedLibraries(); err != nil || len(libs) > 0 {
+			t.Errorf("%s needs shared libraries %v (%v)", name, libs, err)
+		}
+		_ = f.Close() // read only
 	}
 }

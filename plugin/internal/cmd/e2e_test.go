@@ -450,6 +450,40 @@ func TestEndToEnd(t *testing.T) {
 		return time.Since(start)
 	}
 
+	// A cluster credential that no longer works (expired during a long outage, or revoked: its
+	// anchor deleted here, which B answers the same way, 401) is named by the import and doctor
+	// with the one command that repairs it; bootstrap again repairs it and leaves the imports be.
+	t.Run("a dead cluster credential: the remedy is bootstrap, which keeps the imports", func(t *testing.T) {
+		importedToken(t)
+		if err := c2.CoreV1().Secrets(grant.Namespace).Delete(ctx, grant.AnchorName("cluster1", "cluster1"), metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		remedy := "kubectl mcsa bootstrap cluster1 cluster2"
+		var err error
+		if err := wait.PollUntilContextTimeout(ctx, time.Second, time.Minute, true, func(context.Context) (bool, error) {
+			_, _, err = run(t, kubeconfig, "rotate", name, "--wait", "--timeout", "20s", "--context", "cluster1")
+			return err != nil && strings.Contains(err.Error(), "rejected the importer's credential") && strings.Contains(err.Error(), remedy), nil
+		}); err != nil {
+			t.Fatalf("rotate with a dead credential does not name bootstrap: %v", err)
+		}
+		// B did not refuse the import, the importer lost its way to B: the token stays.
+		if s, err := c1.CoreV1().Secrets("default").Get(ctx, v1alpha1.SecretName(name), metav1.GetOptions{}); err != nil || len(s.Data[v1alpha1.SecretKeyToken]) == 0 {
+			t.Errorf("the import lost its token to a dead credential (%v)", err)
+		}
+		out, _, _ := run(t, kubeconfig, "doctor", "--context", "cluster1")
+		if !strings.Contains(out, "refuses the credential") || !strings.Contains(out, "kubectl mcsa bootstrap") {
+			t.Errorf("doctor does not name the dead credential and bootstrap:\n%s", out)
+		}
+		mcsa(t, "bootstrap", "cluster1", "cluster2", "--source-server", sourceServer)
+		_, errOut := mcsa(t, "rotate", name, "--wait", "--timeout", "60s", "--context", "cluster1")
+		if !strings.Contains(errOut, "new token issued") {
+			t.Fatalf("rotate after bootstrap: %s", errOut)
+		}
+		if s, err := c1.CoreV1().Secrets("default").Get(ctx, v1alpha1.SecretName(name), metav1.GetOptions{}); err != nil || len(s.OwnerReferences) != 1 {
+			t.Fatalf("the import's secret after bootstrap: %v %v", s, err)
+		}
+	})
+
 	t.Run("revoke kills outstanding tokens, the next refresh works", func(t *testing.T) {
 		old := importedToken(t)
 		start := time.Now()
