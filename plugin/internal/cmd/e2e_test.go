@@ -166,6 +166,22 @@ func TestEndToEnd(t *testing.T) {
 		if strings.TrimSpace(out) != "serviceaccountimport.multicluster.admiralty.io/"+name {
 			t.Fatalf("-o name: %q", out)
 		}
+		// -w: the current state (the watch's initial events), then changes; here it ends with
+		// the request timeout, as kubectl get -w does.
+		out, _ = mcsa(t, "get", "-w", "--request-timeout", "3s", "--context", "cluster1")
+		if strings.Count(out, "NAME") != 1 || !strings.Contains(out, name) {
+			t.Fatalf("get -w:\n%s", out)
+		}
+		// A change while watching: a refresh request, the importer's status write.
+		requester := &imports.Client{Clients: mustClients(t, kubeconfig, "cluster1")}
+		go func() {
+			time.Sleep(time.Second)
+			_, _ = requester.RequestRefresh(ctx, "default", name, time.Now()) // the output shows whether it happened
+		}()
+		out, _ = mcsa(t, "get", name, "-w", "--no-headers", "--request-timeout", "5s", "--context", "cluster1")
+		if strings.Contains(out, "NAME") || strings.Count(out, name) < 2 {
+			t.Fatalf("get NAME -w --no-headers, with a rotation meanwhile:\n%s", out)
+		}
 	})
 
 	t.Run("argument completion", func(t *testing.T) {

@@ -80,7 +80,13 @@ func (c *Client) Get(ctx context.Context, ns, name string) (*v1alpha1.ServiceAcc
 
 // List reads the imports of a namespace ("" for all).
 func (c *Client) List(ctx context.Context, ns string) ([]v1alpha1.ServiceAccountImport, error) {
-	l, err := c.Clients.Dynamic.Resource(v1alpha1.Resource).Namespace(ns).List(ctx, metav1.ListOptions{})
+	return c.ListSelected(ctx, ns, "")
+}
+
+// ListSelected reads the imports of a namespace ("" for all) that match a label selector ("" for
+// all), as kubectl's -l does.
+func (c *Client) ListSelected(ctx context.Context, ns, selector string) ([]v1alpha1.ServiceAccountImport, error) {
+	l, err := c.Clients.Dynamic.Resource(v1alpha1.Resource).Namespace(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
 	if err != nil {
 		return nil, c.Clients.APIError(err)
 	}
