@@ -108,7 +108,7 @@ func (o *DoctorOptions) Run(ctx context.Context) error {
 	}
 	diagnose.PrintChecks(o.Out, checks, o.ui.Mark)
 	if failed > 0 {
-		return fmt.Errorf("%d check(s) failed", failed)
+		return checkFailed{fmt.Sprintf("%d check(s) failed", failed)}
 	}
 	return nil
 }

@@ -74,7 +74,7 @@ func (o *MountsOptions) Run(ctx context.Context) error {
 	}
 	r.Print(o.Out, now, o.ui.Mark)
 	if len(r.Problems) > 0 {
-		return fmt.Errorf("%d problem(s) found", len(r.Problems))
+		return checkFailed{fmt.Sprintf("%d problem(s) found", len(r.Problems))}
 	}
 	return nil
 }

@@ -48,7 +48,9 @@ Getting started, with contexts cluster1 (importing) and cluster2 (imported from)
   kubectl mcsa install --context cluster1 --wait
   kubectl mcsa bootstrap cluster1 cluster2
   kubectl mcsa allow cluster1 default/pod-lister --context cluster2
-  kubectl mcsa import cluster2/default/pod-lister --context cluster1 --wait`,
+  kubectl mcsa import cluster2/default/pod-lister --context cluster1 --wait
+
+` + exitCodesHelp,
 		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl mcsa"},
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -105,17 +107,18 @@ Getting started, with contexts cluster1 (importing) and cluster2 (imported from)
 // Execute runs the root command with os.Args and returns the process exit code.
 func Execute(streams genericiooptions.IOStreams) int {
 	root := NewRootCmd(streams)
-	if err := root.Execute(); err != nil {
-		if !errors.Is(err, errSilent) {
-			fmt.Fprintln(streams.ErrOut, "error:", err)
-		}
-		return 1
+	markUsageErrors(root)
+	err := root.Execute()
+	// A check's silent failure: its -o json|yaml output already says why.
+	var check checkFailed
+	if silent := errors.As(err, &check) && check.msg == ""; err != nil && !silent {
+		fmt.Fprintln(streams.ErrOut, "error:", err)
 	}
-	return 0
+	return exitCode(err)
 }
 
-// errSilent fails a command whose output already said why.
-var errSilent = errors.New("")
+// errSilent fails a check whose output (-o json|yaml) already said why.
+var errSilent = checkFailed{}
 
 // clientsFunc builds the clients of the context that kubectl's flags select. Options hold one
 // rather than the flags so that tests can hand them fake clients.

@@ -44,11 +44,11 @@ func New(g Getter) (*Clients, error) {
 	loader := g.ToRawKubeConfigLoader()
 	raw, err := loader.RawConfig()
 	if err != nil {
-		return nil, fmt.Errorf("reading kubeconfig: %w", err)
+		return nil, kubeconfigError{fmt.Errorf("reading kubeconfig: %w", err)}
 	}
 	if len(raw.Contexts) == 0 && !explicitServer(g) && os.Getenv("KUBERNETES_SERVICE_HOST") == "" {
 		// client-go would fall back to http://localhost:8080, which is never what is meant.
-		return nil, errors.New("no kubeconfig found: set KUBECONFIG or pass --kubeconfig (or --server)")
+		return nil, fmt.Errorf("%w: set KUBECONFIG or pass --kubeconfig (or --server)", ErrNoKubeconfig)
 	}
 	cfg, err := g.ToRESTConfig()
 	if err != nil {
@@ -92,15 +92,27 @@ func ForContext(kubeconfig, context string) *genericclioptions.ConfigFlags {
 	return f
 }
 
+// ErrNoKubeconfig and ErrKubeconfig mark errors of the kubeconfig (none found, or one that
+// names a context, cluster or user it lacks), which the command line cannot connect with.
+var (
+	ErrNoKubeconfig = errors.New("no kubeconfig found")
+	ErrKubeconfig   = errors.New("kubeconfig")
+)
+
+// kubeconfigError is an error of the kubeconfig: errors.Is(err, ErrKubeconfig).
+type kubeconfigError struct{ error }
+
+func (e kubeconfigError) Unwrap() []error { return []error{e.error, ErrKubeconfig} }
+
 // ConfigError explains kubeconfig problems in kubectl's words, with the fix.
 func ConfigError(err error) error {
 	switch {
 	case clientcmd.IsEmptyConfig(err):
-		return errors.New("no kubeconfig found: set KUBECONFIG or pass --kubeconfig")
+		return fmt.Errorf("%w: set KUBECONFIG or pass --kubeconfig", ErrNoKubeconfig)
 	// client-go has a predicate for a missing --context only; a missing context named by the
 	// kubeconfig, --cluster or --user fails with a plain `… "x" does not exist`.
 	case clientcmd.IsContextNotFound(err), strings.Contains(err.Error(), "does not exist"):
-		return fmt.Errorf("%w (list contexts with `kubectl config get-contexts`)", err)
+		return kubeconfigError{fmt.Errorf("%w (list contexts with `kubectl config get-contexts`)", err)}
 	}
 	return err
 }
