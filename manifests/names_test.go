@@ -91,6 +91,16 @@ func TestExpirationBounds(t *testing.T) {
 // render is the default kustomization as the plugin installs it.
 func render(t *testing.T) resmap.ResMap {
 	t.Helper()
+	res, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(manifestsFS(t), "/default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// manifestsFS is the embedded manifests in an in-memory file system, at its root.
+func manifestsFS(t *testing.T) filesys.FileSystem {
+	t.Helper()
 	mem := filesys.MakeFsInMemory()
 	err := fs.WalkDir(manifests.FS, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -105,9 +115,5 @@ func render(t *testing.T) resmap.ResMap {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(mem, "/default")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res
+	return mem
 }

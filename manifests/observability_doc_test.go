@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"maps"
 	"os"
-	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -18,7 +17,6 @@ import (
 
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/api/resmap"
-	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubectl-mcsa/kubectl-mcsa/manifests"
@@ -511,20 +509,7 @@ func dig[T any](m map[string]any, keys ...string) T {
 // lists them would.
 func renderWith(t *testing.T, dir string, components ...string) resmap.ResMap {
 	t.Helper()
-	mem := filesys.MakeFsInMemory()
-	err := fs.WalkDir(manifests.FS, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := manifests.FS.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return mem.WriteFile(path.Join("/", p), b)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	mem := manifestsFS(t)
 	k := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [\"" + dir + "\"]\ncomponents: [\"" + strings.Join(components, "\", \"") + "\"]\n"
 	if err := mem.WriteFile("/user/kustomization.yaml", []byte(k)); err != nil {
 		t.Fatal(err)

@@ -75,14 +75,9 @@ k3d, minikube) is refused unless --source-server gives the right one.`,
 		Example: `  kubectl mcsa bootstrap cluster1 cluster2
   kubectl mcsa bootstrap --target-context cluster1 --source-context gke_proj_zone_c2 --source-name cluster2
   kubectl mcsa bootstrap cluster1 cluster2 --source-server https://cluster2.internal:6443`,
-		Args: cobra.RangeArgs(0, 2),
-		ValidArgsFunction: func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
-			if len(args) >= 2 {
-				return nil, cobra.ShellCompDirectiveNoFileComp
-			}
-			return contextNames(configFlags), cobra.ShellCompDirectiveNoFileComp
-		},
-		RunE: runE(o),
+		Args:              cobra.RangeArgs(0, 2),
+		ValidArgsFunction: completeContextPair(configFlags),
+		RunE:              runE(o),
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.TargetContext, "target-context", o.TargetContext, "kubeconfig context of the importing cluster")

@@ -82,3 +82,14 @@ func completeServiceAccounts(g kube.Getter) func(*cobra.Command, []string, strin
 		return names, nil
 	})
 }
+
+// completeContextPair completes TARGET_CONTEXT SOURCE_CONTEXT (bootstrap, disconnect) from the
+// kubeconfig's contexts.
+func completeContextPair(g kube.Getter) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	return func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+		if len(args) >= 2 {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		return contextNames(g), cobra.ShellCompDirectiveNoFileComp
+	}
+}

@@ -55,14 +55,9 @@ clusters share (the importer namespace, the token policy admission) stays. Runni
 finds nothing to delete.`,
 		Example: `  kubectl mcsa disconnect cluster1 cluster2 --dry-run=server
   kubectl mcsa disconnect cluster1 cluster2 --yes`,
-		Args: cobra.ExactArgs(2),
-		ValidArgsFunction: func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
-			if len(args) >= 2 {
-				return nil, cobra.ShellCompDirectiveNoFileComp
-			}
-			return contextNames(configFlags), cobra.ShellCompDirectiveNoFileComp
-		},
-		RunE: runE(o),
+		Args:              cobra.ExactArgs(2),
+		ValidArgsFunction: completeContextPair(configFlags),
+		RunE:              runE(o),
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.TargetName, "target-name", o.TargetName, "name bootstrap gave the importing cluster (default: its context's name)")

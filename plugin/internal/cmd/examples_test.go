@@ -32,27 +32,32 @@ func TestExamplesParse(t *testing.T) {
 			if !strings.HasPrefix(line, "kubectl mcsa ") {
 				continue // comments, blank lines, other programs
 			}
-			args := shellWords(t, line)
-			t.Run(line, func(t *testing.T) {
-				fresh := NewRootCmd(genericiooptions.NewTestIOStreamsDiscard())
-				found, rest, err := fresh.Find(args[2:])
-				if err != nil {
-					t.Fatalf("no such command: %v", err)
-				}
-				if err := found.ParseFlags(rest); err != nil {
-					t.Fatalf("flags: %v", err)
-				}
-				if found.Args != nil {
-					if err := found.Args(found, found.Flags().Args()); err != nil {
-						t.Fatalf("arguments: %v", err)
-					}
-				}
-			})
+			t.Run(line, func(t *testing.T) { parses(t, line) })
 			checked++
 		}
 	}
 	if checked < 30 {
 		t.Errorf("only %d examples found: the walk or the filter is broken", checked)
+	}
+}
+
+// parses checks that a `kubectl mcsa …` line names a command, with flags it has and valid
+// values, and arguments its Args accept, on a fresh command tree. Nothing runs.
+func parses(t *testing.T, line string) {
+	t.Helper()
+	args := shellWords(t, line)
+	root := NewRootCmd(genericiooptions.NewTestIOStreamsDiscard())
+	found, rest, err := root.Find(args[2:])
+	if err != nil {
+		t.Fatalf("no such command: %v", err)
+	}
+	if err := found.ParseFlags(rest); err != nil {
+		t.Fatalf("flags: %v", err)
+	}
+	if found.Args != nil {
+		if err := found.Args(found, found.Flags().Args()); err != nil {
+			t.Fatalf("arguments: %v", err)
+		}
 	}
 }
 
@@ -133,22 +138,7 @@ func TestDocsCommandsParse(t *testing.T) {
 			if !strings.HasPrefix(line, "kubectl mcsa ") || strings.HasSuffix(line, "\\") || strings.Contains(line, "`") {
 				continue // prose mentions and continued lines are not commands to copy
 			}
-			args := shellWords(t, line)
-			t.Run(filepath.Base(f)+": "+line, func(t *testing.T) {
-				fresh := NewRootCmd(genericiooptions.NewTestIOStreamsDiscard())
-				found, rest, err := fresh.Find(args[2:])
-				if err != nil {
-					t.Fatalf("no such command: %v", err)
-				}
-				if err := found.ParseFlags(rest); err != nil {
-					t.Fatalf("flags: %v", err)
-				}
-				if found.Args != nil {
-					if err := found.Args(found, found.Flags().Args()); err != nil {
-						t.Fatalf("arguments: %v", err)
-					}
-				}
-			})
+			t.Run(filepath.Base(f)+": "+line, func(t *testing.T) { parses(t, line) })
 			checked++
 		}
 	}
