@@ -148,10 +148,12 @@ type Reconciler struct {
 	events    recorder.EventRecorder
 	opts      Options
 	// verified spares reading secrets' data when they are as the importer wrote them.
-	verified *verifiedSecrets
-	// statusWrites and verified spare reading around the cache before minting when the cache
-	// holds this process's last writes (cacheCurrent).
-	statusWrites *statusWrites
+	verified verifiedSecrets
+	// statusWrites is, per import, the version its last status write by this process returned:
+	// while the cache holds that version, it holds that write. With verified, it spares reading
+	// around the cache before minting when the cache holds this process's last writes
+	// (cacheCurrent).
+	statusWrites *perImport[string]
 }
 
 // Setup adds the importer's controller to mgr, whose cache must use CacheOptions.
@@ -180,7 +182,7 @@ func Setup(mgr manager.Manager, opts Options) error {
 		events:       mgr.GetEventRecorder(FieldManager),
 		opts:         opts,
 		verified:     newVerifiedSecrets(),
-		statusWrites: newStatusWrites(),
+		statusWrites: newPerImport[string](),
 	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1alpha1.ServiceAccountImport{}, clusterNameField,
 		func(o client.Object) []string { return []string{o.(*v1alpha1.ServiceAccountImport).Spec.ClusterName} }); err != nil {

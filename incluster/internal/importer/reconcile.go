@@ -242,7 +242,7 @@ func (r *Reconciler) ownedSecret(ctx context.Context, reader client.Reader, imp 
 func (r *Reconciler) cacheCurrent(imp *v1alpha1.ServiceAccountImport, secret *metav1.PartialObjectMetadata) bool {
 	key := client.ObjectKeyFromObject(imp)
 	secretVersion, knownSecret := r.verified.version(key, imp.UID)
-	importVersion, wrote := r.statusWrites.version(key, imp.UID)
+	importVersion, wrote := r.statusWrites.get(key, imp.UID)
 	if !wrote {
 		return !knownSecret && secret == nil && imp.Status.ObservedGeneration == 0 && len(imp.Status.Conditions) == 0
 	}
@@ -706,7 +706,7 @@ func (r *Reconciler) report(ctx context.Context, out *outcome) error {
 	if err := r.client.Status().Patch(ctx, imp, patch); err != nil {
 		return err
 	}
-	r.statusWrites.record(client.ObjectKeyFromObject(imp), imp.UID, imp.ResourceVersion)
+	r.statusWrites.set(client.ObjectKeyFromObject(imp), imp.UID, imp.ResourceVersion)
 	return nil
 }
 
@@ -718,93 +718,81 @@ func newSecretMetadata() *metav1.PartialObjectMetadata {
 	return s
 }
 
+// perImport remembers a value per import, for the import of that UID only (a deleted and
+// recreated import starts afresh). It is lost on restart. Reconciles of one import never run at
+// once (the work queue's guarantee), so reading then writing an import's entry needs no more.
+type perImport[V any] struct {
+	mu     sync.Mutex
+	byName map[types.NamespacedName]importEntry[V]
+}
+
+type importEntry[V any] struct {
+	importUID types.UID
+	value     V
+}
+
+func newPerImport[V any]() *perImport[V] {
+	return &perImport[V]{byName: map[types.NamespacedName]importEntry[V]{}}
+}
+
+func (m *perImport[V]) get(key types.NamespacedName, importUID types.UID) (V, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.byName[key]
+	if !ok || e.importUID != importUID {
+		var zero V
+		return zero, false
+	}
+	return e.value, true
+}
+
+func (m *perImport[V]) set(key types.NamespacedName, importUID types.UID, v V) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.byName[key] = importEntry[V]{importUID: importUID, value: v}
+}
+
+func (m *perImport[V]) forget(key types.NamespacedName) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.byName, key)
+}
+
 // verifiedSecrets remembers, per import, the version of its secret that this process last wrote
 // or read whole, and the digest it then had: while both match, the secret is what the importer
-// would write, and the importer need not read its data. It is lost on restart, and then the
-// digest annotation stands in for it.
+// would write, and the importer need not read its data. After a restart the digest annotation
+// stands in for it.
 type verifiedSecrets struct {
-	mu     sync.Mutex
-	byName map[types.NamespacedName]verifiedSecret
+	*perImport[verifiedSecret]
 }
 
-type verifiedSecret struct {
-	importUID               types.UID
-	resourceVersion, digest string
-}
+type verifiedSecret struct{ resourceVersion, digest string }
 
-func newVerifiedSecrets() *verifiedSecrets {
-	return &verifiedSecrets{byName: map[types.NamespacedName]verifiedSecret{}}
+func newVerifiedSecrets() verifiedSecrets {
+	return verifiedSecrets{newPerImport[verifiedSecret]()}
 }
 
 // current tells whether secret, as the cache holds it, is what the importer would write now
 // (digest): unchanged since this process wrote or read it whole, or, for a secret this process has
 // not seen, recorded as that by the digest annotation (then remembered).
-func (v *verifiedSecrets) current(key types.NamespacedName, importUID types.UID, secret metav1.Object, digest string) bool {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if seen, ok := v.byName[key]; ok && seen.importUID == importUID {
+func (v verifiedSecrets) current(key types.NamespacedName, importUID types.UID, secret metav1.Object, digest string) bool {
+	if seen, ok := v.get(key, importUID); ok {
 		return seen.resourceVersion == secret.GetResourceVersion() && seen.digest == digest
 	}
 	if secret.GetAnnotations()[v1alpha1.SecretDigestAnnotation] != digest {
 		return false
 	}
-	v.byName[key] = verifiedSecret{importUID: importUID, resourceVersion: secret.GetResourceVersion(), digest: digest}
+	v.record(key, importUID, secret, digest)
 	return true
 }
 
 // record remembers secret, just written or read whole, as current with digest.
-func (v *verifiedSecrets) record(key types.NamespacedName, importUID types.UID, secret metav1.Object, digest string) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	v.byName[key] = verifiedSecret{importUID: importUID, resourceVersion: secret.GetResourceVersion(), digest: digest}
+func (v verifiedSecrets) record(key types.NamespacedName, importUID types.UID, secret metav1.Object, digest string) {
+	v.set(key, importUID, verifiedSecret{resourceVersion: secret.GetResourceVersion(), digest: digest})
 }
 
 // version is the secret's version this process last wrote or read for the import, if any.
-func (v *verifiedSecrets) version(key types.NamespacedName, importUID types.UID) (string, bool) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	seen, ok := v.byName[key]
-	return seen.resourceVersion, ok && seen.importUID == importUID
-}
-
-func (v *verifiedSecrets) forget(key types.NamespacedName) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	delete(v.byName, key)
-}
-
-// statusWrites remembers, per import, the version of the import its last status write by this
-// process returned: while the cache holds that version, it holds that write (see cacheCurrent).
-type statusWrites struct {
-	mu     sync.Mutex
-	byName map[types.NamespacedName]statusWrite
-}
-
-type statusWrite struct {
-	importUID       types.UID
-	resourceVersion string
-}
-
-func newStatusWrites() *statusWrites {
-	return &statusWrites{byName: map[types.NamespacedName]statusWrite{}}
-}
-
-func (w *statusWrites) record(key types.NamespacedName, importUID types.UID, resourceVersion string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.byName[key] = statusWrite{importUID: importUID, resourceVersion: resourceVersion}
-}
-
-// version is the version of the import the last status write of this process returned, if any.
-func (w *statusWrites) version(key types.NamespacedName, importUID types.UID) (string, bool) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	seen, ok := w.byName[key]
-	return seen.resourceVersion, ok && seen.importUID == importUID
-}
-
-func (w *statusWrites) forget(key types.NamespacedName) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	delete(w.byName, key)
+func (v verifiedSecrets) version(key types.NamespacedName, importUID types.UID) (string, bool) {
+	seen, ok := v.get(key, importUID)
+	return seen.resourceVersion, ok
 }

@@ -119,7 +119,7 @@ func (f *fixture) restart() {
 	cache, api := metadataCache{f.local}, &countingReader{Reader: f.local, secrets: &f.secretReads, all: &f.apiReads}
 	cl := newClusters(cache, api, opts.Namespace, "", func(*rest.Config) {})
 	cl.static["cluster2"] = &remote{server: "https://cluster2.example", caData: []byte(f.ca), importingCluster: "cluster1", client: f.remote}
-	f.r = &Reconciler{client: cache, apiReader: api, clusters: cl, events: f.events, opts: opts, verified: newVerifiedSecrets(), statusWrites: newStatusWrites()}
+	f.r = &Reconciler{client: cache, apiReader: api, clusters: cl, events: f.events, opts: opts, verified: newVerifiedSecrets(), statusWrites: newPerImport[string]()}
 }
 
 // metadataCache stands for the manager's cache, which holds secrets as metadata only, and only
