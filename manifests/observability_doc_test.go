@@ -40,7 +40,7 @@ var (
 var dynamicReasons = map[string]func(consts map[string]string) []string{
 	// report emits a Warning when the Ready condition turns False, with its reason.
 	"internal/importer: out.reason": func(c map[string]string) []string {
-		return withPrefix(c, "v1alpha1.Reason", "v1alpha1.ReasonTokenIssued")
+		return withPrefix(c, "v1alpha1.Reason", "v1alpha1.ReasonTokenIssued", "v1alpha1.ReasonFederated")
 	},
 	// The rotator's plan names its changes with the package's reasons; injection has its own call.
 	"internal/servingcert: c.reason": func(c map[string]string) []string {

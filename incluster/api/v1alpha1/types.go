@@ -5,7 +5,25 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+// ImportMode is how an import's pods authenticate to the remote cluster.
+// +kubebuilder:validation:Enum=Token;Federated
+type ImportMode string
+
+const (
+	// ModeToken, the default: the importer copies a short-lived token of the remote service
+	// account into a secret of the import's namespace, and refreshes it.
+	ModeToken ImportMode = "Token"
+	// ModeFederated: nothing is copied. The remote cluster trusts this cluster's
+	// service-account issuer (`kubectl mcsa federate`); each pod presents its own
+	// kubelet-rotated service-account token, with the remote cluster as audience, and
+	// impersonates the remote service account, which the remote cluster's RBAC allows per
+	// namespace of this cluster (`kubectl mcsa allow --federated`). The importer writes a
+	// ConfigMap (FederatedConfigMapName) and checks the chain.
+	ModeFederated ImportMode = "Federated"
+)
+
 // ServiceAccountImportSpec names a service account of a remote cluster.
+// +kubebuilder:validation:XValidation:rule="(has(oldSelf.mode) ? oldSelf.mode : 'Token') == (has(self.mode) ? self.mode : 'Token')",message="mode is immutable: delete the import and create it again"
 type ServiceAccountImportSpec struct {
 	// ClusterName is the name of the remote cluster, as given to `kubectl mcsa bootstrap`.
 	// +required
@@ -29,7 +47,8 @@ type ServiceAccountImportSpec struct {
 	Name string `json:"name"`
 
 	// ExpirationSeconds is the requested lifetime of the imported token. The remote API server
-	// may shorten it. Defaults to the importer's --default-token-lifetime (one hour). At most a
+	// may shorten it. For a federated import, the lifetime of the pod's projected token
+	// (at most MaxFederatedExpirationSeconds: the remote cluster cannot revoke it). Defaults to the importer's --default-token-lifetime (one hour). At most a
 	// day: a token outlives the grant it was issued under until it expires, so the schema keeps
 	// that window bounded whatever the remote cluster's own maximum.
 	// +optional
@@ -37,8 +56,13 @@ type ServiceAccountImportSpec struct {
 	// +kubebuilder:validation:Maximum=86400
 	ExpirationSeconds *int64 `json:"expirationSeconds,omitempty"`
 
+	// Mode selects how pods authenticate: Token (the default) or Federated. Immutable.
+	// +optional
+	Mode ImportMode `json:"mode,omitempty"`
+
 	// Audiences are the intended audiences of the imported token. Defaults to the remote API
-	// server's own audiences.
+	// server's own audiences. Not used by federated imports, whose audience is
+	// FederatedAudience.
 	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=16

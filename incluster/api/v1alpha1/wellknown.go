@@ -135,15 +135,19 @@ const (
 // name for any valid import name, and two imports never share it: names short enough keep their
 // readable `<import>-token` form (at most 252 characters); longer ones are truncated and hashed
 // to exactly 253 characters, a length the readable form never reaches.
-func SecretName(importName string) string {
-	if len(importName)+len(secretSuffix) < maxObjectName {
-		return importName + secretSuffix
+func SecretName(importName string) string { return suffixedName(importName, secretSuffix) }
+
+// suffixedName is importName+suffix when that is short enough, else importName truncated and
+// hashed to exactly 253 characters ending with suffix (see SecretName).
+func suffixedName(importName, suffix string) string {
+	if len(importName)+len(suffix) < maxObjectName {
+		return importName + suffix
 	}
-	keep := maxObjectName - len(secretSuffix) - hashLen - 1
+	keep := maxObjectName - len(suffix) - hashLen - 1
 	truncated := importName[:keep]
 	// A name cannot end in '.' or '-': replace trailing ones so the length stays exact.
 	trimmed := strings.TrimRight(truncated, ".-")
-	return trimmed + strings.Repeat("x", len(truncated)-len(trimmed)) + "-" + hash(importName) + secretSuffix
+	return trimmed + strings.Repeat("x", len(truncated)-len(trimmed)) + "-" + hash(importName) + suffix
 }
 
 // SecretLabelValue is the value of the ImportNameKey label on an import's secret: the import's
