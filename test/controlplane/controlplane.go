@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,7 +48,14 @@ type Options struct {
 	APIServerFlags []string
 	// Log receives progress lines; nil discards them.
 	Log func(format string, args ...any)
+	// AuthenticationConfig starts kube-apiserver with --authentication-config, a file without
+	// JWT authenticators (Cluster.AuthenticationConfigFile) that federation adds to: the API
+	// server reloads it when it changes.
+	AuthenticationConfig bool
 }
+
+// emptyAuthenticationConfig is an AuthenticationConfiguration without JWT authenticators.
+const emptyAuthenticationConfig = "apiVersion: apiserver.config.k8s.io/v1\nkind: AuthenticationConfiguration\njwt: []\n"
 
 // controllers are the kube-controller-manager controllers a cluster runs.
 var controllers = []string{
@@ -81,6 +89,9 @@ type Cluster struct {
 	Issuer string
 	// ServiceAccountKeyFile is the private key that signs service-account tokens.
 	ServiceAccountKeyFile string
+	// AuthenticationConfigFile is kube-apiserver's --authentication-config, with
+	// Options.AuthenticationConfig; "" otherwise.
+	AuthenticationConfigFile string
 
 	clientset *kubernetes.Clientset
 	procs     []*Process
@@ -137,6 +148,15 @@ func Start(ctx context.Context, name string, opts Options) (*Cluster, error) {
 	}
 	c.CAData, c.ServiceAccountKeyFile = p.caPEM, p.saKey
 
+	extra := opts.APIServerFlags
+	if opts.AuthenticationConfig {
+		c.AuthenticationConfigFile = filepath.Join(dir, "authentication-config.yaml")
+		if err := os.WriteFile(c.AuthenticationConfigFile, []byte(emptyAuthenticationConfig), 0o600); err != nil {
+			return nil, err
+		}
+		extra = append(slices.Clone(extra), "--authentication-config="+c.AuthenticationConfigFile)
+	}
+
 	// Ports are picked free and may be taken by someone else before the component binds them;
 	// a few attempts make that race harmless.
 	var lastErr error
@@ -146,7 +166,7 @@ func Start(ctx context.Context, name string, opts Options) (*Cluster, error) {
 			return nil, err
 		}
 		logf("%s: starting etcd and kube-apiserver on %s:%d", name, addr, ports[2])
-		lastErr = c.startCore(ctx, bin, addr, ports, p, opts.APIServerFlags)
+		lastErr = c.startCore(ctx, bin, addr, ports, p, extra)
 		if lastErr == nil {
 			break
 		}
@@ -386,8 +406,17 @@ func StartEach(ctx context.Context, opts func(name string) Options, names ...str
 // test: these are end-to-end tests.
 func ForTest(t testing.TB, names ...string) Clusters {
 	t.Helper()
+	return ForTestWith(t, Options{}, names...)
+}
+
+// ForTestWith is ForTest with options (Log defaults to the test's log).
+func ForTestWith(t testing.TB, opts Options, names ...string) Clusters {
+	t.Helper()
 	SkipIfShort(t)
-	cs, err := StartAll(context.Background(), Options{Log: t.Logf}, names...)
+	if opts.Log == nil {
+		opts.Log = t.Logf
+	}
+	cs, err := StartAll(context.Background(), opts, names...)
 	if err != nil {
 		t.Fatal(err)
 	}
