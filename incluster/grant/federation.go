@@ -268,7 +268,9 @@ func (g FederatedGrant) impersonateOnRules() ([]rbacv1.PolicyRule, error) {
 
 // FederatedCheckName names the Role and RoleBinding, in a namespace of B holding federated
 // service accounts, that let A's importer check the grants there.
-func FederatedCheckName(importingCluster string) string { return federatedCheckPrefix + importingCluster }
+func FederatedCheckName(importingCluster string) string {
+	return federatedCheckPrefix + importingCluster
+}
 
 // FederatedCheck lets A's importer (its federated user importerUser, FederatedUser of its
 // service account) ask B whether a namespace of A may act as a service account of namespace:
@@ -285,7 +287,9 @@ func FederatedCheck(importingCluster, namespace, importerUser string) (*rbacv1.R
 }
 
 // FederateCommand makes target trust source's issuer (run against both clusters).
-func FederateCommand(source, target string) string { return "kubectl mcsa federate " + source + " " + target }
+func FederateCommand(source, target string) string {
+	return "kubectl mcsa federate " + source + " " + target
+}
 
 // AllowFederatedCommand grants namespace into of importingCluster the service account.
 func AllowFederatedCommand(importingCluster, source, namespace, serviceAccount, into string) string {
