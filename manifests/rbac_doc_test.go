@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/grant"
+	"github.com/kubectl-mcsa/kubectl-mcsa/manifests"
 )
 
 var update = flag.Bool("update", false, "rewrite the generated RBAC tables of docs/security.md")
@@ -52,11 +53,20 @@ func TestSecurityDocRBAC(t *testing.T) {
 	}
 	self := grant.SelfRenewRole("A")
 	all := grant.ClusterImportRole("A")
+	fed, err := grant.FederatedGrant{ImportingCluster: "A", Namespace: "NS", ServiceAccount: "SA"}.Objects()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fedWho, fedWhat := fed[0].(*rbacv1.Role), fed[2].(*rbacv1.ClusterRole)
+	check, _ := grant.FederatedCheck("A", "NS", grant.FederatedUser("A", manifests.Namespace, manifests.ControllerServiceAccount))
 	rows = append(rows,
 		row("B (bootstrap)", "Role", self.Namespace, self.Name, self.Rules),
 		row("B (allow A NS/SA)", "Role", named.Namespace, named.Name, named.Rules),
 		row("B (allow --namespace-wide NS)", "Role", nsWide.Namespace, nsWide.Name, nsWide.Rules),
 		row("B (bootstrap --allow-all-service-accounts)", "ClusterRole", "", all.Name, all.Rules),
+		row("B (allow A NS/SA --federated), for A's pods", "Role", fedWho.Namespace, fedWho.Name, fedWho.Rules),
+		row("B (allow A NS/SA --federated), for A's pods", "ClusterRole", "", fedWhat.Name, fedWhat.Rules),
+		row("B (allow A NS/SA --federated), for A's importer", "Role", check.Namespace, check.Name, check.Rules),
 	)
 	table := "| cluster | role | may |\n| --- | --- | --- |\n" + strings.Join(rows, "\n") + "\n"
 

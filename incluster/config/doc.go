@@ -24,6 +24,30 @@
 // not read. Only `https` servers are accepted. Entries of the root whose names cannot be import
 // names (DNS-1123 subdomains) are ignored, in particular the kubelet's `..data`-style entries.
 //
+// # Federated imports
+//
+// A federated import (spec.mode: Federated) is mounted at the same path, as a projected volume
+// with the same files and one more, so the same functions serve both kinds and callers need not
+// know which one they got:
+//
+//   - `token` is the pod's own service-account token, issued by the pod's cluster for the
+//     audience kubectl-mcsa.admiralty.io/<remote cluster> (v1alpha1.FederatedAudience) and
+//     rotated by the kubelet: the remote cluster trusts that issuer, for that audience only;
+//   - `server`, `ca.crt`, `namespace` and `config` come from the import's ConfigMap
+//     (v1alpha1.FederatedConfigMapName);
+//   - `as` (v1alpha1.KeyAs), from the ConfigMap too, names the remote service account to act
+//     as: `system:serviceaccount:<namespace>:<name>`.
+//
+// The configuration authenticates with the token, like a token import's, and impersonates
+// that user (rest.Config.Impersonate.UserName: the Impersonate-User header), which the remote
+// cluster's RBAC allows the import's namespace. `as` is trimmed like the other files and must
+// be a service account's user name whose namespace is a DNS-1123 label and whose name is a
+// DNS-1123 subdomain: anything else (another user such as system:masters, extra colons,
+// several lines) is an error, as is an `as` link that leads nowhere. Without an `as` file the
+// import is a token import and nothing is impersonated. rest.CopyConfig keeps the
+// impersonation. A copy without it acts as the pod's own identity, which the remote cluster
+// lets impersonate and nothing else.
+//
 // # Fallbacks
 //
 // The generic functions (ConfigAndNamespace, NamedConfigAndNamespace,
@@ -70,11 +94,16 @@
 //     on by default since client-go 1.36; a new transport for new connections). A remote
 //     cluster changing its serving CA should publish a bundle of the old and new CAs at least
 //     that long before serving with the new one; otherwise build a new client.
-//   - Server and namespace are read once, when the configuration is built.
+//   - Server, namespace and `as` are read once, when the configuration is built.
 //
 // The swap itself comes late: the kubelet projects a changed Secret into running pods after its
 // sync period plus its cache's propagation delay (a minute or more), so an old token must stay
 // valid well beyond that after the Secret is updated; only then is "after the swap" reached.
+//
+// A federated import's token is followed the same way: the kubelet renews the projected token
+// at 80 % of its life (an hour at most, v1alpha1.FederatedExpirationSeconds) and swaps it in
+// with the same atomic writer; the remote cluster cannot revoke the old one, which stays valid
+// until it expires.
 //
 // The pod's own service account (fallback 3) is followed the same way; kubeconfig contexts get
 // plain client-go behaviour.

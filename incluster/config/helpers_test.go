@@ -85,6 +85,14 @@ func importFiles(ca []byte, server, namespace, token string) map[string][]byte {
 	}
 }
 
+// federatedFiles is the content of a valid federated import's mount: the same files, token
+// being the pod's own, and `as`, the remote service account to impersonate.
+func federatedFiles(ca []byte, server, namespace, token, as string) map[string][]byte {
+	files := importFiles(ca, server, namespace, token)
+	files[v1alpha1.KeyAs] = []byte(as)
+	return files
+}
+
 // testEnv isolates a test from the machine: an empty mount root, a KUBECONFIG that does not
 // exist, no in-cluster environment, and in-cluster files that do not exist.
 type testEnv struct {

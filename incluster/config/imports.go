@@ -165,7 +165,8 @@ func isDir(path string) bool {
 }
 
 // loadImport builds the configuration of the import mounted at root/name. The token and CA
-// stay files, so that the client follows their rotation.
+// stay files, so that the client follows their rotation. A federated import, one with an `as`
+// file, also impersonates the remote service account that file names.
 func loadImport(root, name string) (*rest.Config, string, error) {
 	dir := filepath.Join(root, name)
 	wrap := func(err error) error {
@@ -191,11 +192,63 @@ func loadImport(root, name string) (*rest.Config, string, error) {
 			return nil, "", wrap(missingFile(name, key))
 		}
 	}
+	as, err := readAs(dir, name)
+	if err != nil {
+		return nil, "", wrap(err)
+	}
 	cfg, err := fileConfig(host, filepath.Join(dir, v1alpha1.SecretKeyToken), filepath.Join(dir, v1alpha1.SecretKeyCACert))
 	if err != nil {
 		return nil, "", wrap(err)
 	}
+	// A federated import: the token is the pod's own, and the remote cluster lets it act as
+	// the service account named in `as`. rest.CopyConfig keeps Impersonate; client-go sets the
+	// header outside WrapTransport, so the token file's round tripper keeps it, retries included.
+	cfg.Impersonate.UserName = as
 	return cfg, namespace, nil
+}
+
+// readAs reads the `as` file of a federated import: the remote service account its client
+// impersonates. A token import has no such file: "" and no error. Only a service account's
+// user name with a valid namespace and name is accepted, so that a tampered or corrupt file
+// can neither name another kind of user (system:masters…) nor smuggle anything into a header.
+func readAs(dir, name string) (string, error) {
+	path := filepath.Join(dir, v1alpha1.KeyAs)
+	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	// The path exists (a link through ..data, or a file): from here on, missing is an error
+	// rather than a token import, e.g. a link left dangling by a broken mount.
+	as, err := readImportFile(dir, name, v1alpha1.KeyAs)
+	if err != nil {
+		return "", err
+	}
+	namespace, saName, ok := v1alpha1.ParseServiceAccountUser(as)
+	var problems []string
+	if !ok {
+		problems = []string{"it is not a service account's user name"}
+	} else {
+		for _, e := range validation.IsDNS1123Label(namespace) {
+			problems = append(problems, "namespace: "+e)
+		}
+		for _, e := range validation.IsDNS1123Subdomain(saName) {
+			problems = append(problems, "name: "+e)
+		}
+	}
+	if len(problems) > 0 {
+		return "", fmt.Errorf("file %q: %s is not %s (%s): a federated import only acts as a service account of the remote cluster; the importer writes this file in ConfigMap %s of the pod's namespace, from the import's spec.namespace and spec.name: check the import (kubectl get serviceaccountimport %s -n <the pod's namespace>) and whether that ConfigMap was edited",
+			v1alpha1.KeyAs, quoteShort(as), v1alpha1.ServiceAccountUser("<namespace>", "<name>"), strings.Join(problems, "; "), v1alpha1.FederatedConfigMapName(name), name)
+	}
+	return as, nil
+}
+
+// quoteShort quotes s for an error message, cut short if long: a mounted file may hold up to
+// maxFileSize bytes.
+func quoteShort(s string) string {
+	const maxQuoted = 400 // longer than any valid user name (22 + 63 + 1 + 253 characters)
+	if len(s) <= maxQuoted {
+		return fmt.Sprintf("%q", s)
+	}
+	return fmt.Sprintf("%q… (%d bytes)", s[:maxQuoted], len(s))
 }
 
 func missingFile(name, key string) error {

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 )
 
 // fakeAPI stands for the API server: it records the bearer tokens it receives, refuses revoked
@@ -223,5 +225,140 @@ func TestClientGoChain(t *testing.T) {
 		if len(pods.Items) != 1 {
 			t.Fatalf("got %d pods", len(pods.Items))
 		}
+	}
+}
+
+// TestFederatedClientGoChain checks a federated import end to end with a real client-go
+// clientset and TLS: every request carries the pod's token from the file and impersonates the
+// service account named in `as`, through rotations that revoke the previous token at once, in
+// copies of the configuration too; a token import mounted beside it impersonates no one.
+func TestFederatedClientGoChain(t *testing.T) {
+	const as = "system:serviceaccount:ns:sa"
+	type seen struct{ auth, impersonate []string }
+	var mu sync.Mutex
+	valid := map[string]bool{"Bearer t1": true, "Bearer token-import": true}
+	var got []seen
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = append(got, seen{auth: r.Header.Values("Authorization"), impersonate: r.Header.Values("Impersonate-User")})
+		ok := len(r.Header.Values("Authorization")) == 1 && valid[r.Header.Get("Authorization")]
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		if !ok {
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = io.WriteString(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Unauthorized","code":401}`)
+			return
+		}
+		_, _ = io.WriteString(w, `{"kind":"PodList","apiVersion":"v1","items":[{"metadata":{"name":"p"}}]}`)
+	}))
+	defer srv.Close()
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+
+	e := newTestEnv(t)
+	dir := filepath.Join(e.root, "federated")
+	files := federatedFiles(ca, srv.URL, "ns", "t1\n", as+"\n")
+	writeAtomic(t, dir, files)
+	writeAtomic(t, filepath.Join(e.root, "token"), importFiles(ca, srv.URL, "ns", "token-import"))
+	all, err := AllServiceAccountImportConfigsAndNamespaces()
+	if err != nil {
+		t.Fatal(err)
+	}
+	clients := map[string]*kubernetes.Clientset{}
+	for name, cfg := range map[string]*rest.Config{
+		"federated":         all["federated"].Config,
+		"copy of federated": rest.CopyConfig(all["federated"].Config),
+		"token import":      all["token"].Config,
+	} {
+		if clients[name], err = kubernetes.NewForConfig(cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list := func(client, wantAuth string, wantImpersonate []string) {
+		t.Helper()
+		mu.Lock()
+		got = nil
+		mu.Unlock()
+		pods, err := clients[client].CoreV1().Pods("ns").List(context.Background(), metav1.ListOptions{})
+		if err != nil || len(pods.Items) != 1 {
+			t.Fatalf("%s: listing pods: %v", client, err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		want := []seen{{auth: []string{wantAuth}, impersonate: wantImpersonate}}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: server saw %+v, want %+v", client, got, want)
+		}
+	}
+	for _, tok := range []string{"t1", "t2", "t3"} {
+		if tok != "t1" {
+			files["token"] = []byte(tok + "\n") // the kubelet swaps the projected token
+			writeAtomic(t, dir, files)
+			mu.Lock()
+			valid = map[string]bool{"Bearer " + tok: true, "Bearer token-import": true} // the previous one is revoked at once
+			mu.Unlock()
+		}
+		list("federated", "Bearer "+tok, []string{as})
+		list("copy of federated", "Bearer "+tok, []string{as})
+		list("token import", "Bearer token-import", nil)
+	}
+}
+
+// headerAPI stands for the API server at the round-tripper level: it records the credentials
+// of each request and refuses the first one with 401 after running hook (a rotation in
+// flight).
+type headerAPI struct {
+	auth, impersonate []string
+	hook              func()
+}
+
+func (h *headerAPI) RoundTrip(req *http.Request) (*http.Response, error) {
+	h.auth = append(h.auth, req.Header.Get("Authorization"))
+	h.impersonate = append(h.impersonate, strings.Join(req.Header.Values("Impersonate-User"), ","))
+	status := http.StatusOK
+	if h.hook != nil {
+		h.hook()
+		h.hook = nil
+		status = http.StatusUnauthorized
+	}
+	return &http.Response{StatusCode: status, Body: io.NopCloser(strings.NewReader("{}")), Request: req}, nil
+}
+
+// TestFederatedRetryKeepsImpersonation: a request refused with 401 because the token was
+// rotated and revoked in flight is sent again with the new token, still impersonating.
+func TestFederatedRetryKeepsImpersonation(t *testing.T) {
+	const as = "system:serviceaccount:ns:sa"
+	e := newTestEnv(t)
+	dir := filepath.Join(e.root, "federated")
+	files := federatedFiles(testCA(t), "https://b.example", "ns", "t1", as)
+	writeAtomic(t, dir, files)
+	cfg, _, err := ServiceAccountImportConfigAndNamespace()
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := &headerAPI{hook: func() {
+		files["token"] = []byte("t2")
+		writeAtomic(t, dir, files)
+	}}
+	rt, err := rest.HTTPWrappersForConfig(cfg, api) // client-go's chain, without TLS
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, "https://b.example/api/v1/namespaces/ns/pods", strings.NewReader("{}"))
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("status %d, want 200 after the retry", resp.StatusCode)
+	}
+	if want := []string{"Bearer t1", "Bearer t2"}; !slices.Equal(api.auth, want) {
+		t.Errorf("server got %q, want %q", api.auth, want)
+	}
+	if want := []string{as, as}; !slices.Equal(api.impersonate, want) {
+		t.Errorf("server got Impersonate-User %q, want %q", api.impersonate, want)
+	}
+	if len(req.Header) != 0 {
+		t.Errorf("the caller's request was modified: %v", req.Header)
 	}
 }

@@ -49,7 +49,9 @@ const configMapSuffix = "-federated"
 // FederatedConfigMapName is the ConfigMap the importer writes for a federated import: server,
 // ca.crt, namespace, as, and a kubeconfig (config) reading the pod's token from the mount. Like
 // SecretName, it is a valid object name for any valid import name, unique per import.
-func FederatedConfigMapName(importName string) string { return suffixedName(importName, configMapSuffix) }
+func FederatedConfigMapName(importName string) string {
+	return suffixedName(importName, configMapSuffix)
+}
 
 // ServiceAccountUser is the user name of service account name of namespace.
 func ServiceAccountUser(namespace, name string) string {

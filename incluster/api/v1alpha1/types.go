@@ -10,10 +10,10 @@ import (
 type ImportMode string
 
 const (
-	// ModeToken, the default: the importer copies a short-lived token of the remote service
+	// ModeToken is the default: the importer copies a short-lived token of the remote service
 	// account into a secret of the import's namespace, and refreshes it.
 	ModeToken ImportMode = "Token"
-	// ModeFederated: nothing is copied. The remote cluster trusts this cluster's
+	// ModeFederated copies nothing. The remote cluster trusts this cluster's
 	// service-account issuer (`kubectl mcsa federate`); each pod presents its own
 	// kubelet-rotated service-account token, with the remote cluster as audience, and
 	// impersonates the remote service account, which the remote cluster's RBAC allows per
@@ -47,10 +47,11 @@ type ServiceAccountImportSpec struct {
 	Name string `json:"name"`
 
 	// ExpirationSeconds is the requested lifetime of the imported token. The remote API server
-	// may shorten it. For a federated import, the lifetime of the pod's projected token
-	// (at most MaxFederatedExpirationSeconds: the remote cluster cannot revoke it). Defaults to the importer's --default-token-lifetime (one hour). At most a
+	// may shorten it. Defaults to the importer's --default-token-lifetime (one hour). At most a
 	// day: a token outlives the grant it was issued under until it expires, so the schema keeps
-	// that window bounded whatever the remote cluster's own maximum.
+	// that window bounded whatever the remote cluster's own maximum. For a federated import, it
+	// is the lifetime of the pods' own tokens, at most an hour (default an hour): the remote
+	// cluster cannot revoke them.
 	// +optional
 	// +kubebuilder:validation:Minimum=600
 	// +kubebuilder:validation:Maximum=86400

@@ -44,6 +44,7 @@ func main() {
 	)
 	flag.StringVar(&imp.Namespace, "namespace", v1alpha1.DefaultNamespace, "Namespace of the controller: its cluster credentials and leader-election lease.")
 	flag.StringVar(&imp.ClusterName, "cluster-name", "", "This cluster's name as remote clusters know it. Cluster credentials carry it; needed only with --kubeconfig-clusters.")
+	flag.StringVar(&imp.ServiceAccount, "service-account", manifests.ControllerServiceAccount, "The controller's own service account, in --namespace: federated imports are checked with its tokens (audience the remote cluster); empty disables those checks.")
 	flag.StringVar(&imp.KubeconfigClusters, "kubeconfig-clusters", "", "Kubeconfig file whose contexts are remote clusters named after them (development, out of cluster).")
 	flag.DurationVar(&imp.DefaultTokenLifetime, "default-token-lifetime", time.Hour, "Token lifetime requested for imports without spec.expirationSeconds (at least 10m).")
 	flag.IntVar(&imp.MaxConcurrentReconciles, "concurrency", 4, "Imports reconciled concurrently.")

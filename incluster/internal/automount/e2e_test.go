@@ -29,6 +29,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -115,6 +116,27 @@ func TestEndToEnd(t *testing.T) {
 		assertMounted(t, pod, ready.Name, "pending")
 		if w := strings.Join(warnings, "\n"); !strings.Contains(w, `ServiceAccountImport "pending" has no secret "pending-token" yet`) {
 			t.Errorf("warnings %q lack the pending import", w)
+		}
+	})
+
+	t.Run("federated import: the pod's own token for the remote cluster, and the importer's ConfigMap", func(t *testing.T) {
+		fed := e.createFederatedImport(t, team, "cluster2-default-pod-lister-federated", ptr.To[int64](1200))
+		p := annotatedPod(ready.Name + "," + fed.Name)
+		// The pod's own service account token is not mounted: the federated import's is, for
+		// the remote cluster only.
+		p.Spec.AutomountServiceAccountToken = ptr.To(false)
+		pod, warnings, err := e.createPod(t, team, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		assertMounted(t, pod, ready.Name)
+		assertFederatedMounted(t, pod, fed.Name, v1alpha1.FederatedAudience("cluster2"), 1200)
+		if len(warnings) > 0 {
+			t.Errorf("unexpected warnings %q", warnings)
+		}
+		// The ConfigMap was checked, not skipped for want of a right to read it.
+		if strings.Contains(e.logs.String(), "Checking the ConfigMap of a ServiceAccountImport") {
+			t.Error("the webhook could not check the import's ConfigMap")
 		}
 	})
 
@@ -296,7 +318,8 @@ func setup(t *testing.T, c *fixture.Cluster) *env {
 	}
 
 	// The controller's service account with the rights the importer's ClusterRole gives it
-	// (reading imports and secrets), and the shipped webhook manifests, but the registration.
+	// (reading imports, secrets and ConfigMaps), and the shipped webhook manifests, but the
+	// registration.
 	objs, err := fixture.Render("webhook")
 	if err != nil {
 		t.Fatal(err)
@@ -306,6 +329,7 @@ func setup(t *testing.T, c *fixture.Cluster) *env {
 		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "e2e-importer-reads"}, Rules: []rbacv1.PolicyRule{
 			{APIGroups: []string{v1alpha1.GroupVersion.Group}, Resources: []string{"serviceaccountimports"}, Verbs: []string{"get"}},
 			{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}},
+			{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"}},
 		}},
 		&rbacv1.ClusterRoleBinding{
 			ObjectMeta: metav1.ObjectMeta{Name: "e2e-importer-reads"},
@@ -469,6 +493,35 @@ func (e *env) createImport(t *testing.T, ns, name string, written bool) *v1alpha
 	return imp
 }
 
+// createFederatedImport creates a federated import and, as the importer writes it, its
+// ConfigMap.
+func (e *env) createFederatedImport(t *testing.T, ns, name string, expiration *int64) *v1alpha1.ServiceAccountImport {
+	t.Helper()
+	ctx := context.Background()
+	imp := &v1alpha1.ServiceAccountImport{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: v1alpha1.ServiceAccountImportSpec{ClusterName: "cluster2", Namespace: "default", Name: "pod-lister",
+			Mode: v1alpha1.ModeFederated, ExpirationSeconds: expiration},
+	}
+	if err := e.cl.Create(ctx, imp); err != nil {
+		t.Fatal(err)
+	}
+	cm := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: v1alpha1.FederatedConfigMapName(name),
+			Labels:          map[string]string{v1alpha1.ImportNameKey: v1alpha1.SecretLabelValue(name)},
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(imp, v1alpha1.GroupVersion.WithKind("ServiceAccountImport"))}},
+		Data: map[string]string{
+			v1alpha1.SecretKeyServer:    "https://cluster2.example:6443",
+			v1alpha1.SecretKeyNamespace: "default",
+			v1alpha1.KeyAs:              v1alpha1.ServiceAccountUser("default", "pod-lister"),
+		},
+	}
+	if err := e.cl.Create(ctx, cm); err != nil {
+		t.Fatal(err)
+	}
+	return imp
+}
+
 // createPod creates a pod and returns it as stored and the API server's warnings.
 func (e *env) createPod(t *testing.T, ns string, pod *corev1.Pod) (*corev1.Pod, []string, error) {
 	t.Helper()
@@ -623,6 +676,40 @@ func assertMounted(t *testing.T, pod *corev1.Pod, imports ...string) {
 	}
 	if ours != len(imports) {
 		t.Errorf("%d volumes for %d imports", ours, len(imports))
+	}
+}
+
+// assertFederatedMounted checks that federated import name is mounted, read-only in every
+// container, as a projected volume of the pod's token for audience, of the given lifetime, and
+// of the import's ConfigMap, as the API server stored it.
+func assertFederatedMounted(t *testing.T, pod *corev1.Pod, name, audience string, expiration int64) {
+	t.Helper()
+	var volume *corev1.Volume
+	for i, v := range pod.Spec.Volumes {
+		if v.Name == v1alpha1.VolumeName(name) {
+			volume = &pod.Spec.Volumes[i]
+		}
+	}
+	if volume == nil || volume.Projected == nil || len(volume.Projected.Sources) != 2 {
+		t.Fatalf("no projected volume %s: %+v", v1alpha1.VolumeName(name), volume)
+	}
+	token, cm := volume.Projected.Sources[0].ServiceAccountToken, volume.Projected.Sources[1].ConfigMap
+	if token == nil || token.Audience != audience || token.ExpirationSeconds == nil || *token.ExpirationSeconds != expiration || token.Path != v1alpha1.SecretKeyToken {
+		t.Errorf("token source %+v, want audience %s, %ds, path %s", token, audience, expiration, v1alpha1.SecretKeyToken)
+	}
+	if cm == nil || cm.Name != v1alpha1.FederatedConfigMapName(name) || len(cm.Items) > 0 || (cm.Optional != nil && *cm.Optional) {
+		t.Errorf("ConfigMap source %+v, want all of ConfigMap %s", cm, v1alpha1.FederatedConfigMapName(name))
+	}
+	for _, c := range append(pod.Spec.InitContainers, pod.Spec.Containers...) {
+		n := 0
+		for _, m := range c.VolumeMounts {
+			if m.Name == v1alpha1.VolumeName(name) && m.MountPath == v1alpha1.MountPath(name) && m.ReadOnly {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("container %s mounts %s %d times", c.Name, name, n)
+		}
 	}
 }
 

@@ -77,11 +77,15 @@ func TestRefusedBeforeAnyRead(t *testing.T) {
 }
 
 // FuzzHandle feeds the handler pods as an API server would send them, whatever their author
-// wrote (a pod without a spec cannot reach it: the server always serializes one): it never panics, reads the API at most once per import it may look up (and its
-// secret), answers every denial with a message, and every patch it returns applies to the pod
-// and leaves a pod.
+// wrote (a pod without a spec cannot reach it: the server always serializes one): it never
+// panics, reads the API at most once per import it may look up (and its secret, or its
+// ConfigMap for a federated import), answers every denial with a message, and every patch it
+// returns applies to the pod and leaves a pod.
 func FuzzHandle(f *testing.F) {
 	ready := serviceAccountImport(requestNamespace, "ready")
+	fed := federatedImport("fed", nil)
+	fedPending := federatedImport("fed-pending", nil)
+	fedMounted := mounted(annotated("ready,fed"), MountFor(ready), MountFor(fed))
 	seed := func(p *corev1.Pod) []byte {
 		b, err := json.Marshal(p)
 		if err != nil {
@@ -92,6 +96,8 @@ func FuzzHandle(f *testing.F) {
 	for _, s := range [][]byte{
 		seed(annotated("ready")), seed(annotated("ready,missing")), seed(annotated(" ready , ready ")),
 		seed(annotated("other/x")), seed(annotated("")), seed(podWith([]string{"a", "b"}, []string{"i"}, nil)),
+		seed(annotated("fed")), seed(annotated("ready, fed, fed-pending")), seed(fedMounted),
+		seed(mounted(annotated("fed"), Mount{Name: "fed"})),
 		[]byte(`{}`), []byte(`{"metadata":{"annotations":{"` + v1alpha1.ImportNameKey + `":"ready"}},"spec":{"containers":null}}`),
 		[]byte(`not json`), nil,
 	} {
@@ -107,7 +113,7 @@ func FuzzHandle(f *testing.F) {
 				t.Fatal(err)
 			}
 		}
-		h := newHandler(ready, importSecret(ready))
+		h := newHandler(ready, importSecret(ready), fed, importConfigMap(fed), fedPending)
 		r := &countingReader{Reader: h.Reader, t: t}
 		h.Reader = r
 		resp, outcome, _ := h.handle(context.Background(), rawRequest(raw))

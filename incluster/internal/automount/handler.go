@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -32,18 +33,24 @@ const (
 	DenyInvalidRequest    = "InvalidRequest"
 	DenyInvalidAnnotation = "InvalidAnnotation"
 	DenyImportNotFound    = "ImportNotFound"
-	DenySecretConflict    = "SecretConflict"
+	// DenySecretConflict: a secret of a token import's secret name is not the import's.
+	DenySecretConflict = "SecretConflict"
+	// DenyConfigMapConflict: a ConfigMap of a federated import's ConfigMap name is not the
+	// import's.
+	DenyConfigMapConflict = "ConfigMapConflict"
 	DenyVolumeConflict    = "VolumeConflict"
 	DenyLookupFailed      = "LookupFailed"
 )
 
 // Handler mutates pod creations that ask for imports.
 //
-// It reads imports and their secrets' metadata from Cache when it has them, and otherwise
-// directly from the API server: a direct read is never stale, so an import created just before
-// its pod is found (the original's race), and a secret the cache does not hold (not labelled as
-// an import's) is still seen. Secrets are read as metadata only, from either. A cache hit spares a pod creation the round trips
-// (six for three imports) that dominate its admission latency (docs/performance.md).
+// It reads imports, and the metadata of their secrets (of their ConfigMaps for federated
+// imports), from Cache when it has them, and otherwise directly from the API server: a direct
+// read is never stale, so an import created just before its pod is found (the original's race),
+// and a secret or ConfigMap the cache does not hold (not labelled as an import's) is still seen.
+// Secrets and ConfigMaps are read as metadata only, from either. A cache hit spares a pod
+// creation the round trips (six for three imports) that dominate its admission latency
+// (docs/performance.md).
 type Handler struct {
 	// Reader must read from the API server directly.
 	Reader client.Reader
@@ -105,6 +112,7 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 	}
 
 	var missing, warnings []string
+	mounts := make([]Mount, 0, len(names))
 	for _, name := range names {
 		imp := &v1alpha1.ServiceAccountImport{}
 		if err := h.get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, imp); err != nil {
@@ -115,14 +123,19 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 			log.Error(err, "Reading a ServiceAccountImport", "import", name)
 			return errored(fmt.Errorf("reading ServiceAccountImport %s/%s: %w", namespace, name, err))
 		}
-		warning, err := h.checkSecret(ctx, imp)
+		mounts = append(mounts, MountFor(imp))
+		check, kind, conflictReason := h.checkSecret, "secret", DenySecretConflict
+		if v1alpha1.IsFederated(imp) {
+			check, kind, conflictReason = h.checkConfigMap, "ConfigMap", DenyConfigMapConflict
+		}
+		warning, err := check(ctx, imp)
 		var conflict *conflictError
 		switch {
 		case errors.As(err, &conflict):
-			return deny(DenySecretConflict, conflict.msg)
+			return deny(conflictReason, conflict.msg)
 		case err != nil:
-			// The secret check only informs; a failed read must not block the pod.
-			log.Error(err, "Checking the secret of a ServiceAccountImport", "import", name)
+			// The check only informs; a failed read must not block the pod.
+			log.Error(err, "Checking the "+kind+" of a ServiceAccountImport", "import", name)
 		case warning != "":
 			warnings = append(warnings, warning)
 		}
@@ -131,7 +144,7 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 		return deny(DenyImportNotFound, missingMessage(namespace, missing))
 	}
 
-	ops, err := PatchPod(pod, names)
+	ops, err := PatchPod(pod, mounts)
 	if err != nil {
 		return deny(DenyVolumeConflict, err.Error())
 	}
@@ -152,27 +165,40 @@ func errored(err error) (admission.Response, string, string) {
 // conflictError when a secret of that name exists but is not the import's: the importer never
 // overwrites such a secret, so the pod would mount foreign credentials.
 func (h *Handler) checkSecret(ctx context.Context, imp *v1alpha1.ServiceAccountImport) (string, error) {
-	name := v1alpha1.SecretName(imp.Name)
+	return h.checkOwned(ctx, imp, "secret", corev1.SchemeGroupVersion.WithKind("Secret"), v1alpha1.SecretName(imp.Name))
+}
+
+// checkConfigMap is checkSecret for a federated import, whose pods mount, beside their own
+// token, the ConfigMap the importer writes (v1alpha1.FederatedConfigMapName): a foreign one
+// would send the pod's token to a server of someone else's choosing.
+func (h *Handler) checkConfigMap(ctx context.Context, imp *v1alpha1.ServiceAccountImport) (string, error) {
+	return h.checkOwned(ctx, imp, "ConfigMap", corev1.SchemeGroupVersion.WithKind("ConfigMap"), v1alpha1.FederatedConfigMapName(imp.Name))
+}
+
+// checkOwned reads the metadata of the object of kind gvk and name that the importer writes for
+// imp: a warning when it does not exist yet, a conflictError when it is not owned by imp.
+func (h *Handler) checkOwned(ctx context.Context, imp *v1alpha1.ServiceAccountImport, kind string, gvk schema.GroupVersionKind, name string) (string, error) {
 	key := client.ObjectKey{Namespace: imp.Namespace, Name: name}
 	// Metadata only, from the cache as from the API server: ownership is all the check needs,
-	// and the controller's cache holds nothing else of secrets (importer.CacheOptions). Getting a
-	// *corev1.Secret from the cache would start an informer of whole secrets.
-	secret := &metav1.PartialObjectMetadata{}
-	secret.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-	if h.Cache == nil || h.Cache.Get(ctx, key, secret) != nil {
-		err := h.Reader.Get(ctx, key, secret)
+	// and the controller's cache holds nothing else of the importer's secrets and ConfigMaps
+	// (Options.Cache). Getting a *corev1.Secret or *corev1.ConfigMap from the cache would start
+	// an informer of whole objects.
+	obj := &metav1.PartialObjectMetadata{}
+	obj.SetGroupVersionKind(gvk)
+	if h.Cache == nil || h.Cache.Get(ctx, key, obj) != nil {
+		err := h.Reader.Get(ctx, key, obj)
 		if apierrors.IsNotFound(err) {
-			return notWrittenWarning(imp, name), nil
+			return notWrittenWarning(imp, kind, name), nil
 		}
 		if err != nil {
 			return "", err
 		}
 	}
-	owner := metav1.GetControllerOf(secret)
+	owner := metav1.GetControllerOf(obj)
 	if owner == nil || owner.UID != imp.UID {
 		return "", &conflictError{fmt.Sprintf(
-			"secret %q in namespace %q is not ServiceAccountImport %q's (it is not owned by it), so the importer never writes it: delete or rename that secret",
-			name, imp.Namespace, imp.Name)}
+			"%s %q in namespace %q is not ServiceAccountImport %q's (it is not owned by it), so the importer never writes it: delete or rename that %s",
+			kind, name, imp.Namespace, imp.Name, kind)}
 	}
 	return "", nil
 }
@@ -185,8 +211,8 @@ func (h *Handler) get(ctx context.Context, key client.ObjectKey, obj client.Obje
 	return h.Reader.Get(ctx, key, obj)
 }
 
-func notWrittenWarning(imp *v1alpha1.ServiceAccountImport, secret string) string {
-	msg := fmt.Sprintf("ServiceAccountImport %q has no secret %q yet: the pod starts once the importer writes it", imp.Name, secret)
+func notWrittenWarning(imp *v1alpha1.ServiceAccountImport, kind, name string) string {
+	msg := fmt.Sprintf("ServiceAccountImport %q has no %s %q yet: the pod starts once the importer writes it", imp.Name, kind, name)
 	if c := meta.FindStatusCondition(imp.Status.Conditions, v1alpha1.ConditionReady); c != nil && c.Status != metav1.ConditionTrue {
 		detail := c.Reason
 		if c.Message != "" {

@@ -3,7 +3,6 @@ package automount
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -17,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -40,6 +40,23 @@ func serviceAccountImport(ns, name string, conditions ...metav1.Condition) *v1al
 		Spec:       v1alpha1.ServiceAccountImportSpec{ClusterName: "cluster2", Namespace: "default", Name: "pod-lister"},
 		Status:     v1alpha1.ServiceAccountImportStatus{Conditions: conditions},
 	}
+}
+
+// federatedImport is a federated import of cluster2 with the given token lifetime.
+func federatedImport(name string, expiration *int64, conditions ...metav1.Condition) *v1alpha1.ServiceAccountImport {
+	imp := serviceAccountImport(requestNamespace, name, conditions...)
+	imp.Spec.Mode = v1alpha1.ModeFederated
+	imp.Spec.ExpirationSeconds = expiration
+	return imp
+}
+
+// importConfigMap is the ConfigMap the importer writes for federated import imp, owned by it.
+func importConfigMap(imp *v1alpha1.ServiceAccountImport) *corev1.ConfigMap {
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: imp.Namespace, Name: v1alpha1.FederatedConfigMapName(imp.Name),
+		Labels: map[string]string{v1alpha1.ImportNameKey: v1alpha1.SecretLabelValue(imp.Name)}},
+		Data: map[string]string{v1alpha1.SecretKeyServer: "https://cluster2.example:6443", v1alpha1.KeyAs: "system:serviceaccount:default:pod-lister"}}
+	cm.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(imp, v1alpha1.GroupVersion.WithKind("ServiceAccountImport"))}
+	return cm
 }
 
 // importSecret is the secret the importer writes for imp, owned by it.
@@ -88,14 +105,27 @@ func TestHandle(t *testing.T) {
 	foreign := importSecret(hijacked)
 	foreign.OwnerReferences = nil
 	elsewhere := serviceAccountImport("other", "elsewhere")
-	objs := []client.Object{ready, importSecret(ready), pending, hijacked, foreign, elsewhere, importSecret(elsewhere)}
+	fed := federatedImport("fed", ptr.To[int64](1200))
+	// A federated import mounts no secret: a foreign one of its secret name does not matter.
+	fedStraySecret := importSecret(fed)
+	fedStraySecret.OwnerReferences = nil
+	fedPending := federatedImport("fed-pending", nil, metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse,
+		Reason: v1alpha1.ReasonIssuerNotTrusted, Message: "cluster2 refuses this cluster's tokens"})
+	fedHijacked := federatedImport("fed-hijacked", nil)
+	foreignConfigMap := importConfigMap(fedHijacked)
+	foreignConfigMap.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(ready, v1alpha1.GroupVersion.WithKind("ServiceAccountImport"))}
+	// A token import's ConfigMap of the federated name is not read.
+	readyStrayConfigMap := importConfigMap(ready)
+	readyStrayConfigMap.OwnerReferences = nil
+	objs := []client.Object{ready, importSecret(ready), pending, hijacked, foreign, elsewhere, importSecret(elsewhere),
+		fed, importConfigMap(fed), fedStraySecret, fedPending, fedHijacked, foreignConfigMap, importSecret(fedHijacked), readyStrayConfigMap}
 
 	for _, tc := range []struct {
 		name string
 		req  admission.Request
 		// mounts are the imports expected mounted; nil with allowed means untouched.
 		allowed bool
-		mounts  []string
+		mounts  []Mount
 		// reason is the expected denial reason; contains, parts of the message or warnings.
 		reason   string
 		contains []string
@@ -103,10 +133,10 @@ func TestHandle(t *testing.T) {
 	}{
 		{name: "no annotation", req: podRequest(t, podWith([]string{"app"}, nil, nil)), allowed: true},
 		{name: "empty annotation", req: podRequest(t, annotated(" , ")), allowed: true},
-		{name: "import with its secret", req: podRequest(t, annotated("ready")), allowed: true, mounts: []string{"ready"}},
+		{name: "import with its secret", req: podRequest(t, annotated("ready")), allowed: true, mounts: tokens("ready")},
 		{
 			name: "import whose secret is not written yet", req: podRequest(t, annotated("ready, pending")),
-			allowed: true, mounts: []string{"ready", "pending"},
+			allowed: true, mounts: tokens("ready", "pending"),
 			warnings: []string{`ServiceAccountImport "pending" has no secret "pending-token" yet`, "ClusterUnreachable: dial tcp"},
 		},
 		{
@@ -136,7 +166,44 @@ func TestHandle(t *testing.T) {
 			}()),
 			reason: DenyVolumeConflict, contains: []string{`volume named "mcsa-ready"`},
 		},
-		{name: "already mounted", req: podRequest(t, mounted(annotated("ready"), "ready")), allowed: true},
+		{name: "already mounted", req: podRequest(t, mounted(annotated("ready"), tokens("ready")...)), allowed: true},
+		{name: "federated import with its ConfigMap", req: podRequest(t, annotated("fed")), allowed: true, mounts: []Mount{MountFor(fed)}},
+		{
+			name: "token and federated imports", req: podRequest(t, annotated("ready,fed,fed-pending")),
+			allowed: true, mounts: []Mount{MountFor(ready), MountFor(fed), MountFor(fedPending)},
+			warnings: []string{`ServiceAccountImport "fed-pending" has no ConfigMap "fed-pending-federated" yet: the pod starts once the importer writes it`,
+				"IssuerNotTrusted: cluster2 refuses"},
+		},
+		{
+			name: "federated import whose ConfigMap is not written yet", req: podRequest(t, annotated("fed-pending")),
+			allowed: true, mounts: []Mount{MountFor(fedPending)},
+			warnings: []string{`ServiceAccountImport "fed-pending" has no ConfigMap "fed-pending-federated" yet`},
+		},
+		{
+			name: "federated import, pod without its own automounted token",
+			req: podRequest(t, func() *corev1.Pod {
+				p := annotated("fed")
+				p.Spec.AutomountServiceAccountToken = ptr.To(false)
+				return p
+			}()),
+			allowed: true, mounts: []Mount{MountFor(fed)},
+		},
+		{
+			name: "ConfigMap of the federated import's name owned by another import", req: podRequest(t, annotated("ready,fed-hijacked")),
+			reason: DenyConfigMapConflict,
+			contains: []string{`ConfigMap "fed-hijacked-federated" in namespace "team" is not ServiceAccountImport "fed-hijacked"'s`,
+				"delete or rename that ConfigMap"},
+		},
+		{
+			name: "federated import, conflicting volume",
+			req: podRequest(t, func() *corev1.Pod {
+				p := annotated("fed")
+				p.Spec.Volumes = []corev1.Volume{Mount{Name: "fed"}.volume()}
+				return p
+			}()),
+			reason: DenyVolumeConflict, contains: []string{`volume named "mcsa-fed" that is not the projected volume of federated ServiceAccountImport "fed"`},
+		},
+		{name: "federated import already mounted", req: podRequest(t, mounted(annotated("ready,fed"), MountFor(ready), MountFor(fed))), allowed: true},
 		{
 			name: "not a creation",
 			req: func() admission.Request {
@@ -217,7 +284,7 @@ func observations(t *testing.T, outcome string) uint64 {
 	return m.GetHistogram().GetSampleCount()
 }
 
-func mustPatch(t *testing.T, pod *corev1.Pod, imports []string) any {
+func mustPatch(t *testing.T, pod *corev1.Pod, imports []Mount) any {
 	ops, err := PatchPod(pod, imports)
 	if err != nil {
 		t.Fatal(err)
@@ -271,11 +338,18 @@ func TestHandleReadsCacheFirst(t *testing.T) {
 	hijacked := serviceAccountImport("team", "hijacked")
 	foreign := importSecret(hijacked)
 	foreign.OwnerReferences, foreign.Labels = nil, nil
+	fedCached := federatedImport("fed-cached", nil)
+	fedLate := federatedImport("fed-late", nil)
+	fedHijacked := federatedImport("fed-hijacked", nil)
+	foreignConfigMap := importConfigMap(fedHijacked)
+	foreignConfigMap.OwnerReferences, foreignConfigMap.Labels = nil, nil
 	h := &Handler{
-		// The controller's cache holds secrets as metadata only: reading a whole secret from it
-		// would start an informer of whole secrets (importer.CacheOptions).
-		Cache:   metadataOnlySecrets{fake.NewClientBuilder().WithScheme(s).WithObjects(cached, importSecret(cached), hijacked).Build()},
-		Reader:  fake.NewClientBuilder().WithScheme(s).WithObjects(late, importSecret(late), hijacked, foreign).Build(),
+		// The controller's cache holds secrets and ConfigMaps as metadata only: reading a whole
+		// one from it would start an informer of whole objects (importer.CacheOptions).
+		Cache: metadataOnly{fake.NewClientBuilder().WithScheme(s).WithObjects(cached, importSecret(cached), hijacked,
+			fedCached, importConfigMap(fedCached), fedHijacked).Build()},
+		Reader: fake.NewClientBuilder().WithScheme(s).WithObjects(late, importSecret(late), hijacked, foreign,
+			fedLate, importConfigMap(fedLate), fedHijacked, foreignConfigMap).Build(),
 		Decoder: admission.NewDecoder(s),
 	}
 	for _, tc := range []struct {
@@ -286,6 +360,9 @@ func TestHandleReadsCacheFirst(t *testing.T) {
 		{"held by the cache only", "cached", true, ""},
 		{"created just before the pod", "late", true, ""},
 		{"foreign secret the cache does not hold", "hijacked", false, `secret "hijacked-token"`},
+		{"federated, held by the cache only", "fed-cached", true, ""},
+		{"federated, created just before the pod", "fed-late", true, ""},
+		{"foreign ConfigMap the cache does not hold", "fed-hijacked", false, `ConfigMap "fed-hijacked-federated"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp := h.Handle(context.Background(), podRequest(t, annotated(tc.annotation)))
@@ -305,12 +382,13 @@ func TestHandleReadsCacheFirst(t *testing.T) {
 	}
 }
 
-// metadataOnlySecrets is a cache that refuses to read whole secrets.
-type metadataOnlySecrets struct{ client.Reader }
+// metadataOnly is a cache that refuses to read whole secrets and ConfigMaps.
+type metadataOnly struct{ client.Reader }
 
-func (m metadataOnlySecrets) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
-	if _, ok := obj.(*corev1.Secret); ok {
-		return errors.New("a whole secret read from the cache")
+func (m metadataOnly) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	switch obj.(type) {
+	case *corev1.Secret, *corev1.ConfigMap:
+		return fmt.Errorf("a whole %T read from the cache", obj)
 	}
 	return m.Reader.Get(ctx, key, obj, opts...)
 }

@@ -1,6 +1,16 @@
-// Package automount is the mutating webhook that mounts the secrets of a pod's
+// Package automount is the mutating webhook that mounts the credentials of a pod's
 // ServiceAccountImports, the way Kubernetes mounts a local service account token, and keeps its
 // own serving certificate (package servingcert).
+//
+// A pod names its imports in the annotation v1alpha1.ImportNameKey. Each import gets a volume
+// (v1alpha1.VolumeName) mounted read-only in every container and init container at
+// v1alpha1.MountPath: for a token import, the secret the importer keeps
+// (v1alpha1.SecretName); for a federated import (v1alpha1.ModeFederated), nothing copied from
+// the remote cluster but a projected volume of the pod's own service-account token, for the
+// remote cluster's audience (v1alpha1.FederatedAudience, v1alpha1.FederatedExpirationSeconds),
+// and of the ConfigMap the importer writes (v1alpha1.FederatedConfigMapName). Both present
+// their files (token, server, ca.crt, namespace, config; and as, for a federated import) at the
+// same path.
 package automount
 
 import (
@@ -40,9 +50,12 @@ type Options struct {
 	FieldOwner string
 	// Timing tunes certificate lifetimes and checks.
 	Timing servingcert.Timing
-	// Cache, when set, is read first (imports, and secrets' metadata); a miss falls back to a
-	// direct read. Pass the manager's cache when it holds only the importer's labelled secrets,
-	// as metadata (importer.CacheOptions); nil reads directly every time.
+	// Cache, when set, is read first (imports, and the metadata of secrets and, for federated
+	// imports, ConfigMaps); a miss falls back to a direct read. Pass the manager's cache when it
+	// holds only the importer's labelled secrets and ConfigMaps, as metadata
+	// (importer.CacheOptions): a cache without a metadata informer of ConfigMaps would start
+	// one, of every ConfigMap of the cluster, at the first federated pod, and make it wait for
+	// its sync. Nil reads directly every time.
 	Cache client.Reader
 }
 
@@ -51,8 +64,9 @@ type Options struct {
 // that passes only when the server is up with a valid certificate whose CA is injected.
 //
 // mgr's scheme must know ServiceAccountImport. The manager's identity needs get on
-// serviceaccountimports and secrets in every namespace (the importer's role has both), and
-// manifests/webhook's roles for the certificate.
+// serviceaccountimports, secrets and configmaps in every namespace (the importer's role), and
+// manifests/webhook's roles for the certificate. Without get on configmaps, federated imports
+// are mounted unchecked (the check only informs when it cannot read; it is logged).
 func Setup(mgr manager.Manager, opts Options) error {
 	scheme := mgr.GetScheme()
 	if !scheme.Recognizes(v1alpha1.GroupVersion.WithKind("ServiceAccountImport")) || !scheme.Recognizes(corev1.SchemeGroupVersion.WithKind("Pod")) {

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"sync"
 
+	"golang.org/x/oauth2"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/transport"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
@@ -31,6 +33,13 @@ type remote struct {
 	// grants caches what the importer reads of the grants in this cluster before each
 	// TokenRequest; dropped with the client when the credential changes.
 	grants grantReads
+	// federated reaches the cluster as the importer's own identity of this cluster (its
+	// service account's token, audience v1alpha1.FederatedAudience), for federated imports'
+	// checks; nil when the importer does not know its service account. A cluster with only a
+	// federated credential has no client.
+	federated kubernetes.Interface
+	// canary caches the federated client's SelfSubjectReview (canaryTTL).
+	canary canaryCache
 }
 
 // clusterUnknownError says why a cluster cannot be reached: no usable credential.
@@ -53,6 +62,9 @@ type clusters struct {
 	localName string
 	static    map[string]*remote
 	tweak     func(*rest.Config)
+	// ownToken is the importer's own token for a remote cluster's audience (federation); nil
+	// when unknown.
+	ownToken func(audience string) oauth2.TokenSource
 
 	mu     sync.Mutex
 	byName map[string]*remote
@@ -79,6 +91,9 @@ func (c *clusters) get(ctx context.Context, name string) (*remote, error) {
 	if imp.Spec.ClusterName != name {
 		c.forget(name)
 		return nil, &clusterUnknownError{name, fmt.Sprintf("ServiceAccountImport %s/%s names cluster %q, not %q", c.namespace, name, imp.Spec.ClusterName, name)}
+	}
+	if v1alpha1.IsFederated(imp) {
+		return c.getFederated(ctx, name, imp)
 	}
 	key := client.ObjectKey{Namespace: c.namespace, Name: v1alpha1.SecretName(name)}
 	notFound := &clusterUnknownError{name, fmt.Sprintf("secret %s not found", key)}
@@ -134,6 +149,61 @@ func (c *clusters) get(ctx context.Context, name string) (*remote, error) {
 	return r, nil
 }
 
+// getFederated returns the cluster of a federated credential: its server and CA, from the
+// credential's ConfigMap (written by `kubectl mcsa federate`), and no client but the federated
+// one: no token of the cluster is kept in this one.
+func (c *clusters) getFederated(ctx context.Context, name string, imp *v1alpha1.ServiceAccountImport) (*remote, error) {
+	key := client.ObjectKey{Namespace: c.namespace, Name: v1alpha1.FederatedConfigMapName(name)}
+	notFound := &clusterUnknownError{name, fmt.Sprintf("ConfigMap %s not found", key)}
+	notOwned := &clusterUnknownError{name, fmt.Sprintf("ConfigMap %s is not controlled by ServiceAccountImport %s/%s", key, c.namespace, name)}
+	cached := newConfigMapMetadata()
+	if err := c.reader.Get(ctx, key, cached); err != nil {
+		if apierrors.IsNotFound(err) {
+			c.forget(name)
+			return nil, notFound
+		}
+		return nil, err
+	}
+	if !credential.OwnedBy(cached, imp) {
+		c.forget(name)
+		return nil, notOwned
+	}
+	version := fmt.Sprintf("cm/%s/%d", cached.ResourceVersion, imp.Generation)
+	if r := c.current(name, version); r != nil {
+		return r, nil
+	}
+	cm := &corev1.ConfigMap{}
+	if err := c.apiReader.Get(ctx, key, cm); err != nil {
+		if apierrors.IsNotFound(err) {
+			c.forget(name)
+			return nil, notFound
+		}
+		return nil, err
+	}
+	if !credential.OwnedBy(cm, imp) {
+		c.forget(name)
+		return nil, notOwned
+	}
+	server := cm.Data[v1alpha1.SecretKeyServer]
+	if server == "" {
+		c.forget(name)
+		return nil, &clusterUnknownError{name, fmt.Sprintf("ConfigMap %s has no %s", key, v1alpha1.SecretKeyServer)}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r := c.byName[name]; r != nil && r.version == version {
+		return r, nil
+	}
+	r, err := c.build(name, &rest.Config{Host: server, TLSClientConfig: rest.TLSClientConfig{CAData: []byte(cm.Data[v1alpha1.SecretKeyCACert])}}, imp.Spec.Name)
+	if err != nil {
+		return nil, err
+	}
+	r.client = nil
+	r.version = version
+	c.byName[name] = r
+	return r, nil
+}
+
 // current is the client of cluster name if it was built from version of its credential.
 func (c *clusters) current(name, version string) *remote {
 	c.mu.Lock()
@@ -160,7 +230,17 @@ func (c *clusters) build(name string, cfg *rest.Config, importingCluster string)
 	if err != nil {
 		return nil, fmt.Errorf("cluster %s: %w", name, err)
 	}
-	return &remote{server: cfg.Host, caData: caData, importingCluster: importingCluster, client: cs}, nil
+	r := &remote{server: cfg.Host, caData: caData, importingCluster: importingCluster, client: cs}
+	if c.ownToken != nil {
+		// The importer's own identity, as B's authenticator for this cluster's issuer maps it:
+		// nothing of the credential but where B is.
+		fed := rest.AnonymousClientConfig(cfg)
+		fed.WrapTransport = transport.TokenSourceWrapTransport(transport.NewCachedTokenSource(c.ownToken(v1alpha1.FederatedAudience(name))))
+		if r.federated, err = kubernetes.NewForConfig(fed); err != nil {
+			return nil, fmt.Errorf("cluster %s: %w", name, err)
+		}
+	}
+	return r, nil
 }
 
 // loadKubeconfig makes each context of a kubeconfig file a cluster named after the context.

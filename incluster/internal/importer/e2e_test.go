@@ -111,14 +111,21 @@ func (c *offsetClock) set(t time.Time) { c.offset.Store(int64(time.Until(t))) }
 
 // newEnv starts A and B, installs kubectl-mcsa in A and bootstraps A's imports from B.
 func newEnv(t *testing.T) *env {
-	f := fixture.ForTest(t, fixture.Options{
+	return newEnvWith(t, fixture.Options{
 		Clusters:  []string{clusterA, clusterB},
 		Install:   []string{clusterA},
 		Bootstrap: []fixture.Link{{Target: clusterA, Source: clusterB}},
 	})
+}
+
+// newEnvWith starts the clusters of opts (A and B), for the importer in A.
+func newEnvWith(t *testing.T, opts fixture.Options) *env {
+	f := fixture.ForTest(t, opts)
 	a, b := f.Cluster(clusterA), f.Cluster(clusterB)
-	e := &env{f: f, a: a, b: b, ac: a.Client, akube: a.Clientset(), bkube: b.Clientset(), logs: &syncBuffer{}, clock: &offsetClock{},
-		bootstrapToken: f.BootstrapToken(clusterA, clusterB)}
+	e := &env{f: f, a: a, b: b, ac: a.Client, akube: a.Clientset(), bkube: b.Clientset(), logs: &syncBuffer{}, clock: &offsetClock{}}
+	if len(opts.Bootstrap) > 0 {
+		e.bootstrapToken = f.BootstrapToken(clusterA, clusterB)
+	}
 	ctrl.SetLogger(zap.New(zap.WriteTo(e.logs), zap.UseDevMode(true)))
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -801,7 +808,7 @@ func (e *env) waitReason(t *testing.T, imp *v1alpha1.ServiceAccountImport, reaso
 	return e.waitFor(t, imp, "Ready reason "+reason, func(i *v1alpha1.ServiceAccountImport) bool {
 		c := ready(i)
 		return c != nil && c.Reason == reason && c.ObservedGeneration == i.Generation && i.Status.ObservedGeneration == i.Generation &&
-			(c.Status == metav1.ConditionTrue) == (reason == v1alpha1.ReasonTokenIssued)
+			(c.Status == metav1.ConditionTrue) == (reason == v1alpha1.ReasonTokenIssued || reason == v1alpha1.ReasonFederated)
 	})
 }
 

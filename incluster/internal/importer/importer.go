@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"time"
 
+	"golang.org/x/oauth2"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
@@ -67,6 +68,12 @@ type Options struct {
 	RemoteTimeout time.Duration
 	// Clock is the time source; default the real clock.
 	Clock clock.Clock
+	// ServiceAccount is the importer's own service account, in Namespace: federated imports are
+	// checked with its tokens (audience the remote cluster). Empty: federation is not checked.
+	ServiceAccount string
+	// FederationRecheck is how often a Ready federated import is checked again (B's RBAC or
+	// authenticator may change with nothing changing in A); default five minutes.
+	FederationRecheck time.Duration
 }
 
 func (o *Options) defaults() error {
@@ -96,6 +103,9 @@ func (o *Options) defaults() error {
 	}
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
+	}
+	if o.FederationRecheck == 0 {
+		o.FederationRecheck = 5 * time.Minute
 	}
 	return nil
 }
@@ -131,6 +141,8 @@ func CacheOptions() cache.Options {
 				}
 				return strip(in)
 			}},
+			// Federated imports' ConfigMaps, likewise labelled, watched as metadata only.
+			&corev1.ConfigMap{}: {Label: labels.NewSelector().Add(*labelled)},
 		},
 		// Nothing reads managed fields from the cache (an update without them keeps the
 		// server's), and they are a good part of each cached import and secret's metadata.
@@ -154,6 +166,8 @@ type Reconciler struct {
 	// around the cache before minting when the cache holds this process's last writes
 	// (cacheCurrent).
 	statusWrites *perImport[string]
+	// anonymous reads this cluster as B's authenticator does (issuer discovery).
+	anonymous rest.Interface
 }
 
 // Setup adds the importer's controller to mgr, whose cache must use CacheOptions.
@@ -166,6 +180,15 @@ func Setup(mgr manager.Manager, opts Options) error {
 		cfg.QPS, cfg.Burst, cfg.Timeout = opts.RemoteQPS, opts.RemoteBurst, opts.RemoteTimeout
 		cfg.UserAgent = FieldManager
 	})
+	if opts.ServiceAccount != "" {
+		cl.ownToken = func(audience string) oauth2.TokenSource {
+			return newOwnTokenSource(c, opts.Namespace, opts.ServiceAccount, audience)
+		}
+	}
+	anonymous, err := anonymousClient(mgr.GetConfig())
+	if err != nil {
+		return err
+	}
 	if opts.KubeconfigClusters != "" {
 		skipped, err := cl.loadKubeconfig(opts.KubeconfigClusters)
 		if err != nil {
@@ -183,6 +206,7 @@ func Setup(mgr manager.Manager, opts Options) error {
 		opts:         opts,
 		verified:     newVerifiedSecrets(),
 		statusWrites: newPerImport[string](),
+		anonymous:    anonymous,
 	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1alpha1.ServiceAccountImport{}, clusterNameField,
 		func(o client.Object) []string { return []string{o.(*v1alpha1.ServiceAccountImport).Spec.ClusterName} }); err != nil {
@@ -196,9 +220,11 @@ func Setup(mgr manager.Manager, opts Options) error {
 		// Nor on a secret's creation: only the importer creates secrets it owns. Secrets are
 		// watched (and cached) as metadata only: see CacheOptions.
 		Owns(&corev1.Secret{}, builder.OnlyMetadata, builder.WithPredicates(predicate.Funcs{CreateFunc: func(event.CreateEvent) bool { return false }})).
+		Owns(&corev1.ConfigMap{}, builder.OnlyMetadata, builder.WithPredicates(predicate.Funcs{CreateFunc: func(event.CreateEvent) bool { return false }})).
 		// A credential appearing, changing or going away affects every import of its cluster:
 		// those waiting for it become ready without a restart. Its status does not matter.
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.importsOfCredential), builder.OnlyMetadata).
+		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.importsOfCredential), builder.OnlyMetadata).
 		Watches(&v1alpha1.ServiceAccountImport{}, handler.EnqueueRequestsFromMapFunc(r.importsOfCredential), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: opts.MaxConcurrentReconciles,
@@ -221,9 +247,9 @@ func (r *Reconciler) importsOfCredential(ctx context.Context, o client.Object) [
 			return nil
 		}
 		cluster = o.Name
-	default: // a secret's metadata
+	default: // a secret's or a federated credential's ConfigMap's metadata
 		cluster = o.GetLabels()[v1alpha1.ImportNameKey]
-		if o.GetName() != v1alpha1.SecretName(cluster) {
+		if o.GetName() != v1alpha1.SecretName(cluster) && o.GetName() != v1alpha1.FederatedConfigMapName(cluster) {
 			return nil
 		}
 	}

@@ -107,6 +107,9 @@ func (r *Reconciler) reconcile(ctx context.Context, imp *v1alpha1.ServiceAccount
 	if msg := r.validate(imp); msg != "" {
 		return &outcome{imp: imp, reason: v1alpha1.ReasonInvalidSpec, message: msg}, nil
 	}
+	if v1alpha1.IsFederated(imp) {
+		return r.reconcileFederated(ctx, imp)
+	}
 	secret, err := r.ownedSecret(ctx, r.client, imp)
 	if errors.Is(err, errSecretConflict) {
 		return r.conflict(imp), nil
@@ -121,6 +124,12 @@ func (r *Reconciler) reconcile(ctx context.Context, imp *v1alpha1.ServiceAccount
 			message: fmt.Sprintf("%v. Run `%s`.", unknown, grant.BootstrapCommand(r.clusters.importingCluster(ctx), imp.Spec.ClusterName))}, nil
 	} else if err != nil {
 		return nil, err
+	}
+	if rem.client == nil {
+		// Federated only: no credential to mint tokens of B with.
+		return &outcome{imp: imp, reason: v1alpha1.ReasonClusterUnknown, secret: secretOrNil(secret), retry: true,
+			message: fmt.Sprintf("Cluster %s is federated, not bootstrapped: this cluster holds no credential to mint its tokens with. Create the import with `mode: Federated` (kubectl mcsa import --federated), or run `%s`.",
+				imp.Spec.ClusterName, grant.BootstrapCommand(r.clusters.importingCluster(ctx), imp.Spec.ClusterName))}, nil
 	}
 
 	now := r.opts.Clock.Now()
@@ -675,11 +684,12 @@ func (r *Reconciler) report(ctx context.Context, out *outcome) error {
 	status := imp.Status.DeepCopy()
 	status.ObservedGeneration = imp.Generation
 	cond := metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: out.reason, Message: out.message, ObservedGeneration: imp.Generation}
-	if out.reason == v1alpha1.ReasonTokenIssued {
+	if out.reason == v1alpha1.ReasonTokenIssued || out.reason == v1alpha1.ReasonFederated {
 		cond.Status = metav1.ConditionTrue
 	}
 	prev := meta.FindStatusCondition(status.Conditions, v1alpha1.ConditionReady)
 	changed := prev == nil || prev.Reason != cond.Reason || prev.Message != cond.Message
+	becameFederated := cond.Reason == v1alpha1.ReasonFederated && (prev == nil || prev.Reason != cond.Reason)
 	meta.SetStatusCondition(&status.Conditions, cond)
 	status.Secrets = nil
 	if out.secret != nil {
@@ -697,6 +707,9 @@ func (r *Reconciler) report(ctx context.Context, out *outcome) error {
 	}
 	if changed && cond.Status == metav1.ConditionFalse {
 		r.events.Eventf(imp, nil, corev1.EventTypeWarning, out.reason, "RefreshToken", "%s", out.message)
+	}
+	if becameFederated {
+		r.events.Eventf(imp, nil, corev1.EventTypeNormal, v1alpha1.ReasonFederated, "CheckFederation", "%s", out.message)
 	}
 	if equality.Semantic.DeepEqual(&imp.Status, status) {
 		return nil

@@ -75,6 +75,16 @@ type Grant struct {
 	// Policy, on allow only, caps the lifetime and lists the audiences of the tokens minted under
 	// the grant (of the named service accounts, or of every one of NamespaceWide).
 	Policy grant.Policy
+
+	// Federated grants (or revokes) the named service accounts to the importing cluster's
+	// namespaces (IntoNamespaces, all if empty) for federated imports: impersonation by A's own
+	// service accounts (grant.FederatedGrant) instead of tokens minted by A's importer.
+	Federated bool
+	// Verbs and Resources, with Federated on allow, are what the impersonation may be used for
+	// (default grant.StandardVerbs on every resource); Unconstrained grants the legacy
+	// `impersonate` verb instead, for servers without constrained impersonation.
+	Verbs, Resources []string
+	Unconstrained    bool
 }
 
 // policy is the grant's token policy: Policy, or the default if it is unset.
@@ -90,6 +100,9 @@ func (g *Grant) Validate(revoke bool) error {
 	if errs := validation.IsDNS1123Label(g.ImportingCluster); len(errs) > 0 {
 		return fmt.Errorf("importing cluster %q is not a DNS-1123 label (the name given to bootstrap)", g.ImportingCluster)
 	}
+	if g.Federated && len(g.ServiceAccounts) == 0 && len(g.NamespaceWide) == 0 && !g.AllServiceAccounts {
+		return errors.New("name service accounts as NAMESPACE/SERVICEACCOUNT: a federated grant is for named service accounts only")
+	}
 	if len(g.ServiceAccounts) == 0 && len(g.NamespaceWide) == 0 && !g.AllServiceAccounts {
 		return errors.New("name service accounts as NAMESPACE/SERVICEACCOUNT, or whole namespaces with --namespace-wide")
 	}
@@ -102,7 +115,14 @@ func (g *Grant) Validate(revoke bool) error {
 	if len(g.IntoNamespaces) > 0 && len(g.ServiceAccounts) == 0 {
 		return errors.New("--into-namespaces applies to named service accounts (NAMESPACE/SERVICEACCOUNT)")
 	}
-	if !revoke {
+	switch {
+	case g.Federated:
+		if err := g.validateFederated(revoke); err != nil {
+			return err
+		}
+	case len(g.Verbs) > 0 || len(g.Resources) > 0 || g.Unconstrained:
+		return fmt.Errorf("--%s, --%s and --%s apply to --%s grants", VerbsFlag, ResourcesFlag, UnconstrainedFlag, FederatedFlag)
+	case !revoke:
 		if err := g.policy().Validate(); err != nil {
 			return fmt.Errorf("--%s, --%s: %w", MaxTokenLifetimeFlag, AudiencesFlag, err)
 		}

@@ -26,8 +26,12 @@ const RiskFlag = "i-understand-namespace-wide-risk"
 // with one the importing cluster could move laterally to all another cluster was granted. A
 // system namespace as a whole is refused unless the operator accepts the risk.
 func (g *Grant) refuse(source *kube.Clients) error {
-	instead := fmt.Sprintf("grant %s the service accounts it needs instead (`kubectl mcsa allow %s NAMESPACE/SERVICEACCOUNT%s`)",
-		g.ImportingCluster, g.ImportingCluster, source.ContextFlag())
+	federated := ""
+	if g.Federated {
+		federated = " --" + FederatedFlag
+	}
+	instead := fmt.Sprintf("grant %s the service accounts it needs instead (`kubectl mcsa allow %s NAMESPACE/SERVICEACCOUNT%s%s`)",
+		g.ImportingCluster, g.ImportingCluster, federated, source.ContextFlag())
 	for _, ref := range g.ServiceAccounts {
 		if ref.Namespace == grant.Namespace {
 			return fmt.Errorf("refusing to grant %s: namespace %s holds the importers' identities, and with one %s could import all that another importing cluster was granted; %s",

@@ -3,6 +3,7 @@ package cmd
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -22,6 +23,8 @@ type AllowOptions struct {
 	connect clientsFunc
 
 	Grant allow.Grant
+	// tokenFlags are the flags of token grants given on the command line.
+	tokenFlags []string
 }
 
 // NewAllowOptions are allow's defaults.
@@ -48,42 +51,82 @@ It refuses the service accounts of the importer namespace, alone or as a whole: 
 importing clusters' identities. It refuses --namespace-wide of a system namespace, or of one with
 a service account that may do anything, read every secret, create pods in kube-system or
 impersonate users, unless --i-understand-namespace-wide-risk. It warns when a named service
-account has such rights: the importing cluster gets them with it.`,
+account has such rights: the importing cluster gets them with it.
+
+With --federated (secretless: this cluster trusts the importing cluster's service-account
+issuer, see federate), nothing is minted: pods of the namespaces --into-namespaces lists (every
+namespace by default) present their own tokens and impersonate the named service accounts, for
+--verbs on --resources (GROUP/RESOURCE, or RESOURCE of the core group; default all), within what
+the service account itself may do. The verbs default to
+` + strings.Join(grant.StandardVerbs(), ", ") + `.
+It also lets the importing cluster's importer check the grant. Running it again replaces the
+grant with the namespaces, verbs and resources given. Constrained impersonation needs Kubernetes
+1.36 or later (beta, on by default); on older servers, --unconstrained-impersonation grants the
+legacy impersonate verb instead: the importing cluster may then do all that the service account
+may do. --namespace-wide, --max-token-lifetime and --audiences do not apply to it.`,
 		Example: `  kubectl mcsa allow cluster1 default/pod-lister --context cluster2
   kubectl mcsa allow cluster1 default/pod-lister --into-namespaces team-a,team-b --context cluster2
   kubectl mcsa allow cluster1 --namespace-wide monitoring --context cluster2
-  kubectl mcsa allow cluster1 default/vault-auth --max-token-lifetime 15m --audiences vault --context cluster2`,
+  kubectl mcsa allow cluster1 default/vault-auth --max-token-lifetime 15m --audiences vault --context cluster2
+  kubectl mcsa allow cluster1 apps/reader --federated --into-namespaces team --verbs get,list,watch --resources pods,apps/deployments --context cluster2
+  kubectl mcsa allow cluster1 apps/reader --federated --unconstrained-impersonation --context cluster2`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: runE(o),
 	}
 	f := cmd.Flags()
 	f.StringSliceVar(&o.Grant.NamespaceWide, "namespace-wide", o.Grant.NamespaceWide, "grant every service account of these namespaces (explicit: prefer named ones)")
-	f.StringSliceVar(&o.Grant.IntoNamespaces, "into-namespaces", o.Grant.IntoNamespaces, "only these namespaces of the importing cluster may import the named service accounts (* for all)")
+	f.StringSliceVar(&o.Grant.IntoNamespaces, "into-namespaces", o.Grant.IntoNamespaces, "only these namespaces of the importing cluster may import the named service accounts, or act as them with --federated (* for all)")
 	f.DurationVar(&o.Grant.Policy.MaxLifetime, allow.MaxTokenLifetimeFlag, grant.DefaultMaxTokenLifetime,
 		"longest lifetime of the tokens imported under the grant; this cluster refuses longer ones (10m to 24h)")
 	f.StringSliceVar(&o.Grant.Policy.Audiences, allow.AudiencesFlag, nil,
 		"audiences the imported tokens may have besides this cluster's API server (e.g. vault); this cluster refuses others")
 	f.BoolVar(&o.Grant.AcceptNamespaceWideRisk, allow.RiskFlag, o.Grant.AcceptNamespaceWideRisk,
 		"let --namespace-wide grant "+strings.Join(grant.SystemNamespaces(), ", ")+" or a namespace with a service account that has broad rights: refused otherwise, as their tokens can take over this cluster")
+	f.BoolVar(&o.Grant.Federated, allow.FederatedFlag, o.Grant.Federated,
+		"grant federated imports: the importing cluster's pods impersonate the named service accounts with their own tokens (this cluster must trust its issuer: kubectl mcsa federate)")
+	f.StringSliceVar(&o.Grant.Verbs, allow.VerbsFlag, o.Grant.Verbs,
+		"with --federated, the API verbs the impersonation may be used for (default "+strings.Join(grant.StandardVerbs(), ",")+")")
+	f.StringSliceVar(&o.Grant.Resources, allow.ResourcesFlag, o.Grant.Resources,
+		"with --federated, the resources the impersonation may be used on, as GROUP/RESOURCE or RESOURCE of the core group, e.g. pods,apps/deployments (default all)")
+	f.BoolVar(&o.Grant.Unconstrained, allow.UnconstrainedFlag, o.Grant.Unconstrained,
+		"with --federated, grant the legacy impersonate verb, for servers before Kubernetes 1.36: all the service account may do, whatever the verbs and resources")
+	must(cmd.RegisterFlagCompletionFunc(allow.VerbsFlag, completeList(func(*cobra.Command) ([]string, error) { return grant.StandardVerbs(), nil })))
+	must(cmd.RegisterFlagCompletionFunc(allow.ResourcesFlag, completeList(apiResources(configFlags))))
 	return cmd
 }
 
-// Complete reads the arguments.
-func (o *AllowOptions) Complete(_ *cobra.Command, args []string) error {
+// Complete reads the arguments, and which flags of token grants were given (they do not apply
+// to federated ones, even set to their defaults).
+func (o *AllowOptions) Complete(cmd *cobra.Command, args []string) error {
 	o.Grant.ImportingCluster = args[0]
 	refs, err := allow.ParseRefs(args[1:])
 	o.Grant.ServiceAccounts = refs
+	if cmd != nil {
+		for _, flag := range []string{allow.MaxTokenLifetimeFlag, allow.AudiencesFlag} {
+			if cmd.Flags().Changed(flag) {
+				o.tokenFlags = append(o.tokenFlags, flag)
+			}
+		}
+	}
 	return err
 }
 
 // Validate checks the grant before connecting.
-func (o *AllowOptions) Validate() error { return o.Grant.Validate(false) }
+func (o *AllowOptions) Validate() error {
+	if o.Grant.Federated && len(o.tokenFlags) > 0 {
+		return allow.NotFederated(o.tokenFlags[0])
+	}
+	return o.Grant.Validate(false)
+}
 
 // Run writes the grant in this cluster, the one imported from.
 func (o *AllowOptions) Run(ctx context.Context) error {
 	cl, err := o.connect()
 	if err != nil {
 		return err
+	}
+	if o.Grant.Federated {
+		return o.runFederated(ctx, cl)
 	}
 	results, err := allow.Allow(ctx, cl, o.Grant, o.ui)
 	if err := printResults(o.Out, results, false); err != nil {
@@ -100,6 +143,32 @@ func (o *AllowOptions) Run(ctx context.Context) error {
 	if len(o.Grant.ServiceAccounts) > 0 {
 		ref := o.Grant.ServiceAccounts[0]
 		o.ui.Info("Next, in %s: kubectl mcsa import %s/%s/%s --wait", o.Grant.ImportingCluster, sourceNameHint(cl), ref.Namespace, ref.Name)
+	}
+	return nil
+}
+
+// runFederated writes federated grants, and says which namespaces of the importing cluster may
+// now act as each service account.
+func (o *AllowOptions) runFederated(ctx context.Context, cl *kube.Clients) error {
+	g := o.Grant
+	results, err := allow.Federated(ctx, cl, g, o.ui)
+	if err := printResults(o.Out, results, false); err != nil {
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	who := "every namespace of " + g.ImportingCluster
+	if len(g.IntoNamespaces) > 0 && !slices.Contains(g.IntoNamespaces, grant.AnyNamespace) {
+		who = fmt.Sprintf("namespaces %v of %s", g.IntoNamespaces, g.ImportingCluster)
+	}
+	for _, ref := range g.ServiceAccounts {
+		fmt.Fprintf(o.Out, "serviceaccount/%s: %s may now act as it (federated)\n", ref, who)
+	}
+	if len(g.ServiceAccounts) > 0 {
+		ref, source := g.ServiceAccounts[0], sourceNameHint(cl)
+		o.ui.Info("Next, if this cluster does not trust %s's issuer yet: %s\nThen, in %s: kubectl mcsa import %s/%s/%s --%s --wait",
+			g.ImportingCluster, grant.FederateCommand(g.ImportingCluster, source), g.ImportingCluster, source, ref.Namespace, ref.Name, allow.FederatedFlag)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package cmd
 import (
 	"context"
 	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -91,5 +92,64 @@ func completeContextPair(g kube.Getter) func(*cobra.Command, []string, string) (
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
 		return contextNames(g), cobra.ShellCompDirectiveNoFileComp
+	}
+}
+
+// completeList completes a comma-separated list flag (--verbs get,li<TAB>): the values not
+// given yet, after those given.
+func completeList(values func(cmd *cobra.Command) ([]string, error)) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	return func(cmd *cobra.Command, _ []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+		all, err := values(cmd)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveError
+		}
+		given, prefix := "", toComplete
+		if i := strings.LastIndex(toComplete, ","); i >= 0 {
+			given, prefix = toComplete[:i+1], toComplete[i+1:]
+		}
+		done := strings.Split(strings.TrimSuffix(given, ","), ",")
+		var out []string
+		for _, v := range all {
+			if strings.HasPrefix(v, prefix) && !slices.Contains(done, v) {
+				out = append(out, given+v)
+			}
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveNoSpace
+	}
+}
+
+// apiResources lists the resources the cluster serves as --resources reads them: RESOURCE for
+// the core group, GROUP/RESOURCE otherwise (no subresources).
+func apiResources(g kube.Getter) func(*cobra.Command) ([]string, error) {
+	return func(*cobra.Command) ([]string, error) {
+		cl, err := kube.New(g)
+		if err != nil {
+			return nil, err
+		}
+		lists, err := cl.Kube.Discovery().ServerPreferredResources()
+		if len(lists) == 0 && err != nil {
+			return nil, err
+		}
+		var names []string
+		for _, l := range lists {
+			group, _, _ := strings.Cut(l.GroupVersion, "/")
+			if !strings.Contains(l.GroupVersion, "/") {
+				group = ""
+			}
+			for _, r := range l.APIResources {
+				if strings.Contains(r.Name, "/") {
+					continue
+				}
+				name := r.Name
+				if group != "" {
+					name = group + "/" + r.Name
+				}
+				if !slices.Contains(names, name) {
+					names = append(names, name)
+				}
+			}
+		}
+		slices.Sort(names)
+		return names, nil
 	}
 }

@@ -38,10 +38,19 @@ import reports Forbidden or GrantAnchorMissing, its token removed. With --into-n
 those namespaces of the importing cluster lose it (imports there report NamespaceNotAllowed at
 their next refresh); removing its last namespace removes its right altogether, as above, since
 a cluster the allowed-importers list does not name is not restricted by it. To invalidate tokens
-but keep the right, use revoke.`,
+but keep the right, use revoke.
+
+With --federated, it removes the federated grants of the named service accounts (given by allow
+--federated): requests of the importing cluster's pods acting as them are refused as soon as this
+cluster's authorizer sees the change, within seconds. With --into-namespaces, only those
+namespaces of the importing cluster lose it; removing its last namespace removes the grant. The
+role that lets the importing cluster's importer check grants goes with the last federated grant
+of a namespace.`,
 		Example: `  kubectl mcsa disallow cluster1 default/pod-lister --context cluster2
   kubectl mcsa disallow cluster1 default/pod-lister --into-namespaces team-b --context cluster2
-  kubectl mcsa disallow cluster1 --all-service-accounts --context cluster2`,
+  kubectl mcsa disallow cluster1 --all-service-accounts --context cluster2
+  kubectl mcsa disallow cluster1 apps/reader --federated --context cluster2
+  kubectl mcsa disallow cluster1 apps/reader --federated --into-namespaces team-b --context cluster2`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: runE(o),
 	}
@@ -49,6 +58,7 @@ but keep the right, use revoke.`,
 	f.StringSliceVar(&o.Grant.NamespaceWide, "namespace-wide", o.Grant.NamespaceWide, "take away the right to import every service account of these namespaces (given by allow --namespace-wide)")
 	f.StringSliceVar(&o.Grant.IntoNamespaces, "into-namespaces", o.Grant.IntoNamespaces, "remove only these namespaces of the importing cluster from those that may import the named service accounts (its last one: its right goes too)")
 	f.BoolVar(&o.Grant.AllServiceAccounts, "all-service-accounts", o.Grant.AllServiceAccounts, "take away the right to import any service account (given by bootstrap --allow-all-service-accounts)")
+	f.BoolVar(&o.Grant.Federated, allow.FederatedFlag, o.Grant.Federated, "take away federated grants of the named service accounts (given by allow --federated)")
 	return cmd
 }
 
@@ -69,7 +79,11 @@ func (o *DisallowOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	results, err := allow.Disallow(ctx, cl, o.Grant)
+	disallow, verb := allow.Disallow, "import it"
+	if o.Grant.Federated {
+		disallow, verb = allow.DisallowFederated, "act as it (federated)"
+	}
+	results, err := disallow(ctx, cl, o.Grant)
 	if err := printResults(o.Out, results, false); err != nil {
 		return err
 	}
@@ -78,7 +92,7 @@ func (o *DisallowOptions) Run(ctx context.Context) error {
 	}
 	if len(o.Grant.IntoNamespaces) > 0 {
 		for _, ref := range o.Grant.ServiceAccounts {
-			fmt.Fprintf(o.Out, "serviceaccount/%s: namespaces %v of %s may no longer import it\n", ref, o.Grant.IntoNamespaces, o.Grant.ImportingCluster)
+			fmt.Fprintf(o.Out, "serviceaccount/%s: namespaces %v of %s may no longer %s\n", ref, o.Grant.IntoNamespaces, o.Grant.ImportingCluster, verb)
 		}
 	}
 	return nil

@@ -217,7 +217,11 @@ func importTable(items []v1alpha1.ServiceAccountImport, now time.Time) *metav1.T
 			lastRefresh = duration.HumanDuration(now.Sub(sai.Status.LastRefreshTime.Time)) + " ago"
 		}
 		expires := "<none>"
-		if sai.Status.ExpirationTimestamp != nil {
+		switch {
+		case v1alpha1.IsFederated(sai):
+			// Nothing imported expires: each pod's own token is renewed by its kubelet.
+			expires = "<federated>"
+		case sai.Status.ExpirationTimestamp != nil:
 			expires = expiresIn(sai, now)
 		}
 		t.Rows = append(t.Rows, metav1.TableRow{

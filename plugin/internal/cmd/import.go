@@ -31,6 +31,7 @@ type ImportOptions struct {
 	Name      string
 	Spec      v1alpha1.ServiceAccountImportSpec
 	TTL       time.Duration
+	Federated bool
 	Overwrite bool
 	Wait      bool
 	Timeout   time.Duration
@@ -60,10 +61,18 @@ func NewCmdImport(streams genericiooptions.IOStreams, configFlags *genericcliopt
 		Long: `Create or update a ServiceAccountImport: the importer keeps, in this namespace, a secret with a
 short-lived token of a service account of another cluster, and pods annotated with the import's
 name get it mounted. The short form CLUSTER/NAMESPACE/SERVICEACCOUNT names the import
-CLUSTER-NAMESPACE-SERVICEACCOUNT.`,
+CLUSTER-NAMESPACE-SERVICEACCOUNT.
+
+With --federated (secretless), nothing is copied: the remote cluster trusts this cluster's
+service-account issuer (federate) and lets this namespace act as its service account (allow
+--federated); the pods get a token of their own, for the remote cluster only and at most an hour
+long, and a kubeconfig that impersonates the remote service account. The importer checks that
+chain and reports the first broken link with its fix. An import's mode cannot change: to switch,
+delete the import and import again.`,
 		Example: `  kubectl mcsa import cluster2/default/pod-lister --wait
   kubectl mcsa import cluster2-default-pod-lister --cluster cluster2 --remote-namespace default --service-account pod-lister
-  kubectl mcsa import vault-reader --cluster cluster2 --remote-namespace vault --service-account reader --ttl 2h --audience vault`,
+  kubectl mcsa import vault-reader --cluster cluster2 --remote-namespace vault --service-account reader --ttl 2h --audience vault
+  kubectl mcsa import cluster2/apps/reader --federated --wait`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: noCompletion,
 		RunE:              runE(o),
@@ -74,8 +83,9 @@ CLUSTER-NAMESPACE-SERVICEACCOUNT.`,
 	f.StringVar(&o.Spec.ClusterName, "cluster", o.Spec.ClusterName, "the remote cluster, as named by bootstrap")
 	f.StringVar(&o.Spec.Namespace, "remote-namespace", o.Spec.Namespace, "namespace of the remote service account")
 	f.StringVar(&o.Spec.Name, "service-account", o.Spec.Name, "name of the remote service account")
-	f.DurationVar(&o.TTL, "ttl", o.TTL, "requested token lifetime, at least 10m (default: the importer's, 1h)")
+	f.DurationVar(&o.TTL, "ttl", o.TTL, "requested token lifetime, at least 10m (default: the importer's, 1h; federated: the pods' tokens', at most 1h)")
 	f.StringSliceVar(&o.Spec.Audiences, "audience", o.Spec.Audiences, "intended audience of the token (repeatable; default: the remote API server)")
+	f.BoolVar(&o.Federated, "federated", o.Federated, "a federated import: pods use their own tokens, which the remote cluster trusts (see allow --federated); immutable")
 	f.BoolVar(&o.Overwrite, "overwrite", o.Overwrite, "repoint an existing import of the same name to another service account")
 	f.BoolVar(&o.Wait, "wait", o.Wait, "wait until the import is ready, or report why not")
 	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long --wait waits")
@@ -124,6 +134,9 @@ func (o *ImportOptions) Complete(_ *cobra.Command, args []string) error {
 	if o.TTL != 0 {
 		o.Spec.ExpirationSeconds = ptr.To(int64(o.TTL / time.Second))
 	}
+	if o.Federated {
+		o.Spec.Mode = v1alpha1.ModeFederated
+	}
 	var err error
 	o.clients, err = o.connect()
 	return err
@@ -163,11 +176,20 @@ func (o *ImportOptions) Run(ctx context.Context) error {
 		}
 	}
 	if o.Wait {
-		o.ui.Step("waiting for the importer to issue a token for %s/%s…", ns, o.Name)
+		federated := v1alpha1.IsFederated(sai)
+		if federated {
+			o.ui.Step("waiting for the importer to check the federation of %s/%s…", ns, o.Name)
+		} else {
+			o.ui.Step("waiting for the importer to issue a token for %s/%s…", ns, o.Name)
+		}
 		if sai, err = o.wait(ctx, client, sai, changed); err != nil {
 			return err
 		}
-		o.ui.Done("ready: token expires %s", expiresIn(sai, o.now()))
+		if federated {
+			o.ui.Done("ready: federated, pods act as %s/%s of %s with tokens of their own", sai.Spec.Namespace, sai.Spec.Name, sai.Spec.ClusterName)
+		} else {
+			o.ui.Done("ready: token expires %s", expiresIn(sai, o.now()))
+		}
 	}
 	// Without -o, the name printer says what happened, as `kubectl apply` does.
 	o.printFlags.NamePrintFlags.Operation = string(action)
@@ -197,7 +219,8 @@ func (o *ImportOptions) wait(ctx context.Context, client *imports.Client, sai *v
 		return client.WaitRefreshed(ctx, ns, o.Name, value, o.Timeout)
 	}
 	return client.WaitReady(ctx, ns, o.Name, o.Timeout, func(reason, message string) {
-		if reason != v1alpha1.ReasonTokenIssued {
+		// The ready reasons need no word; the others name what is missing and its fix.
+		if reason != v1alpha1.ReasonTokenIssued && reason != v1alpha1.ReasonFederated {
 			o.ui.Warn("%s: %s", reason, message)
 		}
 	})

@@ -60,10 +60,31 @@ func ValidateSpec(name string, spec v1alpha1.ServiceAccountImportSpec) error {
 		errs = append(errs, fmt.Sprintf("token lifetime %s: must be from %s to %s", time.Duration(*s)*time.Second,
 			time.Duration(v1alpha1.MinExpirationSeconds)*time.Second, time.Duration(v1alpha1.MaxExpirationSeconds)*time.Second))
 	}
+	if spec.Mode != "" && spec.Mode != v1alpha1.ModeToken && spec.Mode != v1alpha1.ModeFederated {
+		errs = append(errs, fmt.Sprintf("mode %q: must be %s or %s", spec.Mode, v1alpha1.ModeToken, v1alpha1.ModeFederated))
+	}
+	if spec.Mode == v1alpha1.ModeFederated {
+		if s := spec.ExpirationSeconds; s != nil && *s > v1alpha1.MaxFederatedExpirationSeconds {
+			errs = append(errs, fmt.Sprintf("token lifetime %s: a federated import's pod tokens live at most %s, as the remote cluster cannot revoke them",
+				time.Duration(*s)*time.Second, time.Duration(v1alpha1.MaxFederatedExpirationSeconds)*time.Second))
+		}
+		if len(spec.Audiences) > 0 {
+			errs = append(errs, fmt.Sprintf("audiences %v: a federated import's pod tokens have the remote cluster's federation audience (%s) only",
+				spec.Audiences, v1alpha1.FederatedAudience(spec.ClusterName)))
+		}
+	}
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "\n"))
 	}
 	return nil
+}
+
+// Mode is an import's mode, Token when unset.
+func Mode(spec v1alpha1.ServiceAccountImportSpec) v1alpha1.ImportMode {
+	if spec.Mode == "" {
+		return v1alpha1.ModeToken
+	}
+	return spec.Mode
 }
 
 // Get reads one import.
@@ -108,6 +129,13 @@ func (c *Client) Apply(ctx context.Context, ns, name string, spec v1alpha1.Servi
 	found := err == nil
 	if err != nil && !apierrors.IsNotFound(err) {
 		return nil, false, err
+	}
+	if found && Mode(existing.Spec) != Mode(spec) {
+		return nil, false, fmt.Errorf("import %q already exists in namespace %s as a %s import, and an import's mode cannot change: delete it (`kubectl delete %s %s -n %s%s`) and import again",
+			name, ns, Mode(existing.Spec), v1alpha1.Resource.GroupResource(), name, ns, c.Clients.ContextFlag())
+	}
+	if found && spec.Mode == "" {
+		spec.Mode = existing.Spec.Mode // Token either way: unset is no change
 	}
 	if found && !overwrite && (existing.Spec.ClusterName != spec.ClusterName || existing.Spec.Namespace != spec.Namespace || existing.Spec.Name != spec.Name) {
 		return nil, false, fmt.Errorf("import %q already exists in namespace %s and imports %s/%s/%s: choose another name, or pass --overwrite to repoint it",

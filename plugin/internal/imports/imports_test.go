@@ -55,6 +55,16 @@ func TestValidateSpec(t *testing.T) {
 		{"namespace", "x", with(func(s *v1alpha1.ServiceAccountImportSpec) { s.Namespace = "a.b" }), `remote namespace "a.b"`},
 		{"lifetime", "x", with(func(s *v1alpha1.ServiceAccountImportSpec) { s.ExpirationSeconds = ptr.To[int64](60) }), "token lifetime 1m0s: must be from 10m0s to 24h0m0s"},
 		{"lifetime over a day", "x", with(func(s *v1alpha1.ServiceAccountImportSpec) { s.ExpirationSeconds = ptr.To[int64](1e9) }), "must be from 10m0s to 24h0m0s"},
+		{"federated", "x", with(func(s *v1alpha1.ServiceAccountImportSpec) {
+			s.Mode, s.ExpirationSeconds = v1alpha1.ModeFederated, ptr.To[int64](v1alpha1.MaxFederatedExpirationSeconds)
+		}), ""},
+		{"federated lifetime over an hour", "x", with(func(s *v1alpha1.ServiceAccountImportSpec) {
+			s.Mode, s.ExpirationSeconds = v1alpha1.ModeFederated, ptr.To[int64](7200)
+		}), "token lifetime 2h0m0s: a federated import's pod tokens live at most 1h0m0s"},
+		{"federated audiences", "x", with(func(s *v1alpha1.ServiceAccountImportSpec) {
+			s.Mode, s.Audiences = v1alpha1.ModeFederated, []string{"vault"}
+		}), "audiences [vault]: a federated import's pod tokens have the remote cluster's federation audience (kubectl-mcsa.admiralty.io/cluster2) only"},
+		{"unknown mode", "x", with(func(s *v1alpha1.ServiceAccountImportSpec) { s.Mode = "Secretless" }), `mode "Secretless": must be Token or Federated`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
