@@ -13,7 +13,7 @@ PKGS ?= ./...
 
 COMMANDS := $(wildcard plugin/cmd/* incluster/cmd/* incluster/examples/*)
 
-.PHONY: all help build testbin test unit verify generate lint golangci-lint tidy-check playground playground-stop clean node-prereqs maybe-node-prereqs docs fuzz chaos
+.PHONY: all help build testbin test unit verify generate lint golangci-lint tidy-check playground playground-stop clean node-prereqs maybe-node-prereqs docs fuzz chaos soak
 
 all: build
 
@@ -136,6 +136,11 @@ fuzz:
 
 include hack/dist.mk
 include hack/bench.mk
+
+## soak: the real-node walkthrough with a federated client across three kubelet rotations of its
+## token (about 30 minutes); `make test` runs it across one.
+soak: testbin maybe-node-prereqs
+	MCSA_SOAK_KUBELET_ROTATIONS=3 MCSA_TESTBIN_DIR=$$(hack/testbin/ensure.sh $(TESTBINS)) $(GO) test -count=1 -timeout 60m -v -run 'TestWalkthrough$$' ./test/walkthrough
 
 ## chaos: the fault-injection suite at full scale (controller kills, remote outages, etcd
 ## restarts); writes its figures into docs/reliability.md. A short version runs in `make test`.

@@ -190,6 +190,58 @@ func TestFederationOnRealControlPlanes(t *testing.T) {
 			t.Errorf("may namespace %s of A act as %s? B says %v, want %v (%s)", ns, reader, got.Status.Allowed, want, got.Status.Reason)
 		}
 	}
+
+	// Revocation: the grant deleted, the next call is refused.
+	list := func(ctx context.Context) error {
+		_, err := asReader.CoreV1().Pods("apps").List(ctx, metav1.ListOptions{})
+		return err
+	}
+	if err := list(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("constrained grant revoked: calls refused after %s", revoke(ctx, t, bcs, objs, list).Round(10*time.Millisecond))
+	legacy, err := grant.FederatedGrant{ImportingCluster: "cluster1", Namespace: "apps", ServiceAccount: "reader",
+		IntoNamespaces: []string{"team"}, Unconstrained: true}.Objects()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range legacy {
+		mustCreate(ctx, t, func() error { return create(ctx, bcs, o) })
+	}
+	if err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+		return list(ctx) == nil, nil
+	}); err != nil {
+		t.Fatalf("legacy grant: %v", err)
+	}
+	t.Logf("legacy grant revoked: calls refused after %s", revoke(ctx, t, bcs, legacy, list).Round(10*time.Millisecond))
+}
+
+// revoke deletes the grant's objects and returns how long until asReader's list is refused.
+func revoke(ctx context.Context, t *testing.T, bcs kubernetes.Interface, objs []any, list func(context.Context) error) time.Duration {
+	t.Helper()
+	began := time.Now()
+	for _, o := range objs {
+		var err error
+		switch o := o.(type) {
+		case *rbacv1.Role:
+			err = bcs.RbacV1().Roles(o.Namespace).Delete(ctx, o.Name, metav1.DeleteOptions{})
+		case *rbacv1.RoleBinding:
+			err = bcs.RbacV1().RoleBindings(o.Namespace).Delete(ctx, o.Name, metav1.DeleteOptions{})
+		case *rbacv1.ClusterRole:
+			err = bcs.RbacV1().ClusterRoles().Delete(ctx, o.Name, metav1.DeleteOptions{})
+		case *rbacv1.ClusterRoleBinding:
+			err = bcs.RbacV1().ClusterRoleBindings().Delete(ctx, o.Name, metav1.DeleteOptions{})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
+		return apierrors.IsForbidden(list(ctx)), nil
+	}); err != nil {
+		t.Fatalf("still allowed 90 s after the grant was deleted: %v", err)
+	}
+	return time.Since(began)
 }
 
 func anonymousGet(t *testing.T, ca []byte, url string) (int, []byte) {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,12 +21,20 @@ const podLister = "system:serviceaccount:default:pod-lister"
 
 // auditPolicy records the imported identity's calls in cluster2, at the Metadata level: enough
 // for the token's ID, which the API server adds to the user's extra fields.
+//
+// With federation it also records the calls of cluster1's service accounts (cluster1 is their
+// authenticated identity; the impersonated one is in impersonatedUser) and every TokenRequest,
+// so that the scenario can show none is made for a federated import.
 const auditPolicy = `apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: [RequestReceived]
 rules:
 - level: Metadata
   users: ["` + podLister + `"]
+- level: Metadata
+  userGroups: ["` + Cluster1 + `:system:serviceaccounts"]
+- level: Metadata
+  resources: [{group: "", resources: ["serviceaccounts/token"]}]
 - level: None
 `
 
@@ -45,6 +54,15 @@ type auditEvent struct {
 		Username string              `json:"username"`
 		Extra    map[string][]string `json:"extra"`
 	} `json:"user"`
+	ImpersonatedUser *struct {
+		Username string `json:"username"`
+	} `json:"impersonatedUser"`
+	ObjectRef *struct {
+		Resource    string `json:"resource"`
+		Subresource string `json:"subresource"`
+		Namespace   string `json:"namespace"`
+		Name        string `json:"name"`
+	} `json:"objectRef"`
 	ResponseStatus *struct {
 		Code int `json:"code"`
 	} `json:"responseStatus"`
@@ -72,6 +90,7 @@ type tokenUse struct {
 // and user agent prefix.
 type auditReader struct {
 	path   string
+	user   string // the authenticated user of the calls to count
 	agent  string // user agent prefix of the calls to count, e.g. "generic-client/"
 	offset int64
 	rest   []byte // an incomplete last line
@@ -79,7 +98,12 @@ type auditReader struct {
 }
 
 func newAuditReader(path, agent string) *auditReader {
-	return &auditReader{path: path, agent: agent, uses: map[string]*tokenUse{}}
+	return newAuditReaderFor(path, podLister, agent)
+}
+
+// newAuditReaderFor tallies the calls of another user (authenticated, before impersonation).
+func newAuditReaderFor(path, user, agent string) *auditReader {
+	return &auditReader{path: path, user: user, agent: agent, uses: map[string]*tokenUse{}}
 }
 
 // Update reads what the log gained since the last call.
@@ -115,7 +139,7 @@ func (a *auditReader) feed(b []byte) error {
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
 			return fmt.Errorf("audit log %s: %w", a.path, err)
 		}
-		if ev.Stage != "ResponseComplete" || ev.User.Username != podLister || !strings.HasPrefix(ev.UserAgent, a.agent) {
+		if ev.Stage != "ResponseComplete" || ev.User.Username != a.user || !strings.HasPrefix(ev.UserAgent, a.agent) {
 			continue
 		}
 		jti := ev.jti()
@@ -142,6 +166,18 @@ func (a *auditReader) Use(jti string) tokenUse {
 		return *u
 	}
 	return tokenUse{}
+}
+
+// Tokens are the IDs of the tokens with successful calls, in the order of their first one.
+func (a *auditReader) Tokens() []string {
+	var ids []string
+	for id, u := range a.uses {
+		if u.OK > 0 {
+			ids = append(ids, id)
+		}
+	}
+	slices.SortFunc(ids, func(x, y string) int { return a.uses[x].First.Compare(a.uses[y].First) })
+	return ids
 }
 
 // Failed counts the calls that did not succeed, whatever their token.

@@ -311,6 +311,11 @@ func (w *Walkthrough) checkJob(ctx context.Context) error {
 // waitJob waits for a Job of cluster1 to complete or fail, and returns it with its pod (the one
 // that succeeded, if the job controller had to retry).
 func (w *Walkthrough) waitJob(ctx context.Context, name string) (*batchv1.Job, *corev1.Pod, error) {
+	return w.waitJobIn(ctx, namespace, name)
+}
+
+// waitJobIn is waitJob for a Job of namespace ns.
+func (w *Walkthrough) waitJobIn(ctx context.Context, namespace, name string) (*batchv1.Job, *corev1.Pod, error) {
 	cs := w.env.C1.Clientset()
 	var job *batchv1.Job
 	err := waitFor(ctx, 3*time.Minute, "job "+name+" to finish", func(ctx context.Context) (bool, string) {
@@ -349,6 +354,11 @@ func (w *Walkthrough) waitJob(ctx context.Context, name string) (*batchv1.Job, *
 // little for it to be complete: containerd copies a container's output to its log file
 // asynchronously, so the file may lag the pod's phase. It returns what it read last.
 func finishedLog(ctx context.Context, cs kubernetes.Interface, pod, container string, complete func(string) bool) string {
+	return finishedLogIn(ctx, cs, namespace, pod, container, complete)
+}
+
+// finishedLogIn is finishedLog for a pod of namespace ns.
+func finishedLogIn(ctx context.Context, cs kubernetes.Interface, namespace, pod, container string, complete func(string) bool) string {
 	var log string
 	_ = waitFor(ctx, 30*time.Second, "the log of "+pod, func(ctx context.Context) (bool, string) {
 		b, err := cs.CoreV1().Pods(namespace).GetLogs(pod, &corev1.PodLogOptions{Container: container}).DoRaw(ctx)

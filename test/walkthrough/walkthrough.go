@@ -43,6 +43,9 @@ type Walkthrough struct {
 	out     io.Writer
 	n       int
 	timings []Timing
+	// The federated client that runs across the kubelet's rotation (FederatedRotation).
+	fedLoopStarted time.Time
+	fedLoopAudit   *auditReader
 }
 
 // Timing is how long a step took.
@@ -65,8 +68,11 @@ type Part struct {
 func (w *Walkthrough) Parts() []Part {
 	return []Part{
 		{"getting started", w.GettingStarted},
+		// Early: its client's token is rotated by the kubelet while the next parts run.
+		{"federated imports", w.Federated},
 		{"rotation under load", w.RotationUnderLoad},
 		{"multiple imports", w.MultipleImports},
+		{"federated client across the kubelet's rotation", w.FederatedRotation},
 	}
 }
 

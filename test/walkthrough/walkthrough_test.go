@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,9 @@ import (
 
 // artifactsEnv passes the directory of what TestMain built to the runs inside the sandbox.
 const artifactsEnv = "MCSA_WALKTHROUGH_ARTIFACTS"
+
+// soakEnv sets how many kubelet rotations the federated client must go through (`make soak`).
+const soakEnv = "MCSA_SOAK_KUBELET_ROTATIONS"
 
 func TestMain(m *testing.M) {
 	flag.Parse()
@@ -69,14 +73,20 @@ func TestWalkthroughWithoutNode(t *testing.T) {
 }
 
 func scenario(t *testing.T, realNode bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	// The federated client waits for the kubelet to rotate its token (about 8 minutes each).
+	rotations := 1
+	if n, err := strconv.Atoi(os.Getenv(soakEnv)); err == nil && n > 0 {
+		rotations = n
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute+time.Duration(rotations)*10*time.Minute)
 	defer cancel()
 	began := time.Now()
 	env, err := walkthrough.Start(ctx, walkthrough.Options{
-		Dir:       t.TempDir(),
-		Artifacts: walkthrough.Artifacts{Dir: os.Getenv(artifactsEnv)},
-		RealNode:  realNode,
-		Log:       t.Logf,
+		Dir:              t.TempDir(),
+		Artifacts:        walkthrough.Artifacts{Dir: os.Getenv(artifactsEnv)},
+		RealNode:         realNode,
+		Log:              t.Logf,
+		KubeletRotations: rotations,
 	})
 	t.Cleanup(func() {
 		began := time.Now()

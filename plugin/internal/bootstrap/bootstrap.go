@@ -232,30 +232,36 @@ func (o *Options) tokenPolicy(ctx context.Context, token string, res *Result, ap
 // source's. --source-server, even with the same URL, says the operator knows (the harness's
 // clusters share one host with an importer that runs there too).
 func (o *Options) checkSourceServer() error {
-	if o.SourceServer != "" {
-		u, err := url.Parse(o.SourceServer)
+	return CheckSourceServer(o.Source, o.SourceName, o.SourceServer)
+}
+
+// CheckSourceServer is that check for any command that tells the target's pods where the source
+// is (bootstrap, federate): sourceServer is --source-server ("" for the kubeconfig's URL).
+func CheckSourceServer(source *kube.Clients, sourceName, sourceServer string) error {
+	if sourceServer != "" {
+		u, err := url.Parse(sourceServer)
 		if err != nil || u.Scheme != "https" || u.Host == "" {
-			return fmt.Errorf("--source-server %q: want https://HOST[:PORT]", o.SourceServer)
+			return fmt.Errorf("--source-server %q: want https://HOST[:PORT]", sourceServer)
 		}
 		return nil
 	}
-	server, _, err := o.Source.ServerAndCA()
+	server, _, err := source.ServerAndCA()
 	if err != nil {
 		return err
 	}
 	u, err := url.Parse(server)
-	if err != nil || !isLoopback(u.Hostname()) {
+	if err != nil || !IsLoopback(u.Hostname()) {
 		return nil
 	}
 	return fmt.Errorf("the source's API server is %s in your kubeconfig, a loopback address: the target's pods would call themselves, not %s. "+
 		"Pass the URL they reach it at with --source-server: for kind, `https://%s-control-plane:6443` when both clusters share kind's Docker network (`docker network inspect kind`); "+
 		"for k3d, the server container on the shared network (`k3d cluster create --network` for both); for minikube, `https://$(minikube ip -p PROFILE):8443`. "+
 		"If the importer does run on this host, repeat the URL: --source-server %s",
-		server, o.SourceName, o.SourceName, server)
+		server, sourceName, sourceName, server)
 }
 
-// isLoopback tells whether host (a name or an IP) is this machine's own.
-func isLoopback(host string) bool {
+// IsLoopback tells whether host (a name or an IP) is this machine's own.
+func IsLoopback(host string) bool {
 	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
 		return true
 	}

@@ -8,6 +8,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -24,9 +26,13 @@ import (
 // Disconnect undoes bootstrap and every grant since: in the source, everything written for the
 // target (its identity and self-renew grant, named, namespace-wide and cluster-wide grants, their
 // anchors — so every token minted for the target stops working within the API server's 10 s
-// token cache —, their token policies and the target's allowed-importers entries); in the
-// target, the cluster credential and the imports from the source. What several importing
-// clusters share (the importer namespace, the admission policy) stays.
+// token cache —, their token policies, the target's allowed-importers entries, and the federated
+// grants: whom the target's pods may impersonate, and the importer's right to check it); in the
+// target, the cluster credential (bootstrap's or federate's, with its ConfigMap) and the imports
+// from the source, token and federated. What several importing clusters share (the importer
+// namespace, the admission policy) stays, and so does the source's trust in the target's issuer
+// (its authentication configuration: kubectl mcsa unfederate removes it), which, without the
+// federated grants, lets the target's pods do only what any authenticated user may.
 type Disconnect struct {
 	Target, Source         *kube.Clients
 	TargetName, SourceName string
@@ -59,12 +65,44 @@ func (d *Disconnect) Run(ctx context.Context, imps []v1alpha1.ServiceAccountImpo
 	s := d.Source
 	sel := metav1.ListOptions{LabelSelector: grant.Selector(d.TargetName).String()}
 
-	// Bindings before roles, cluster-wide before namespaced: the rights go first.
-	for _, obj := range []runtime.Object{grant.ClusterImportRoleBinding(d.TargetName), grant.ClusterImportRole(d.TargetName)} {
+	// Bindings before roles, cluster-wide before namespaced: the rights go first. Cluster-wide:
+	// the grant of every service account (bootstrap --allow-all-service-accounts) and the
+	// federated grants (allow --federated: what the target's pods may do as whom they
+	// impersonate), all labelled for the target.
+	clusterBindings, err := s.Kube.RbacV1().ClusterRoleBindings().List(ctx, sel)
+	if err != nil {
+		return results, s.APIError(err)
+	}
+	crbs := []runtime.Object{}
+	if !slices.ContainsFunc(clusterBindings.Items, func(b rbacv1.ClusterRoleBinding) bool { return b.Name == grant.ClusterImportName(d.TargetName) }) {
+		crbs = append(crbs, grant.ClusterImportRoleBinding(d.TargetName)) // unlabelled, if ever
+	}
+	for i := range clusterBindings.Items {
+		crbs = append(crbs, typed(&clusterBindings.Items[i], rbacv1.SchemeGroupVersion.WithKind("ClusterRoleBinding")))
+	}
+	for _, obj := range crbs {
 		if err := del(s, obj); err != nil {
 			return results, err
 		}
 	}
+	clusterRoles, err := s.Kube.RbacV1().ClusterRoles().List(ctx, sel)
+	if err != nil {
+		return results, s.APIError(err)
+	}
+	crs := []runtime.Object{}
+	if !slices.ContainsFunc(clusterRoles.Items, func(r rbacv1.ClusterRole) bool { return r.Name == grant.ClusterImportName(d.TargetName) }) {
+		crs = append(crs, grant.ClusterImportRole(d.TargetName))
+	}
+	for i := range clusterRoles.Items {
+		crs = append(crs, typed(&clusterRoles.Items[i], rbacv1.SchemeGroupVersion.WithKind("ClusterRole")))
+	}
+	for _, obj := range crs {
+		if err := del(s, obj); err != nil {
+			return results, err
+		}
+	}
+	// Namespaced: the named and namespace-wide grants, the self-renew grant, and the federated
+	// grants (whom the target's pods may impersonate) and the importer's right to check them.
 	bindings, err := s.Kube.RbacV1().RoleBindings("").List(ctx, sel)
 	if err != nil {
 		return results, s.APIError(err)
@@ -109,9 +147,20 @@ func (d *Disconnect) Run(ctx context.Context, imps []v1alpha1.ServiceAccountImpo
 		return results, err
 	}
 
-	// The target: imports from the source, then the credential (their secrets are collected).
+	// The target: imports from the source, then the credential, bootstrap's (with a token) or
+	// federate's (federated); their secrets and ConfigMaps are collected.
 	for i := range imps {
 		if err := del(d.Target, typed(&imps[i], v1alpha1.GroupVersion.WithKind("ServiceAccountImport"))); err != nil {
+			return results, err
+		}
+	}
+	cm, err := d.federatedCredentialConfigMap(ctx)
+	if err != nil {
+		return results, err
+	}
+	if cm != nil {
+		// Now rather than by the garbage collector, and shown by a dry run.
+		if err := del(d.Target, typed(cm, corev1.SchemeGroupVersion.WithKind("ConfigMap"))); err != nil {
 			return results, err
 		}
 	}
@@ -120,6 +169,40 @@ func (d *Disconnect) Run(ctx context.Context, imps []v1alpha1.ServiceAccountImpo
 		return results, err
 	}
 	return results, nil
+}
+
+// federatedCredentialConfigMap is the ConfigMap of the target's federated cluster credential for
+// the source (where the source is), nil if there is none: the credential's, as its owner
+// reference or, without one (written before the credential had a UID), its label says.
+func (d *Disconnect) federatedCredentialConfigMap(ctx context.Context) (*corev1.ConfigMap, error) {
+	t := d.Target
+	u, err := t.Dynamic.Resource(v1alpha1.Resource).Namespace(v1alpha1.DefaultNamespace).Get(ctx, d.SourceName, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err) || meta.IsNoMatchError(err): // no credential, or no import API
+		return nil, nil
+	case err != nil:
+		return nil, t.APIError(err)
+	}
+	var cred v1alpha1.ServiceAccountImport
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &cred); err != nil {
+		return nil, err
+	}
+	if !v1alpha1.IsFederated(&cred) {
+		return nil, nil
+	}
+	cm, err := t.Kube.CoreV1().ConfigMaps(cred.Namespace).Get(ctx, v1alpha1.FederatedConfigMapName(cred.Name), metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, t.APIError(err)
+	}
+	owned := slices.ContainsFunc(cm.OwnerReferences, func(r metav1.OwnerReference) bool { return r.UID == cred.UID })
+	labelled := len(cm.OwnerReferences) == 0 && cm.Labels[v1alpha1.ImportNameKey] == v1alpha1.SecretLabelValue(cred.Name)
+	if !owned && !labelled {
+		return nil, nil
+	}
+	return cm, nil
 }
 
 // removePolicies removes the target's entries from every token policies ConfigMap of the source.

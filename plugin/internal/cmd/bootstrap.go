@@ -2,15 +2,12 @@ package cmd
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
-	"k8s.io/utils/ptr"
 
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/grant"
 	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/bootstrap"
@@ -27,11 +24,10 @@ type BootstrapOptions struct {
 	connect func(kubeconfig, context string) (*kube.Clients, error)
 	now     func() time.Time
 
-	TargetContext, TargetKubeconfig, TargetName string
-	SourceContext, SourceKubeconfig, SourceName string
-	SourceServer                                string
-	AllowAll                                    bool
-	TokenTTL                                    time.Duration
+	clusterPair
+	SourceServer string
+	AllowAll     bool
+	TokenTTL     time.Duration
 
 	engine bootstrap.Options
 }
@@ -79,66 +75,25 @@ k3d, minikube) is refused unless --source-server gives the right one.`,
 		ValidArgsFunction: completeContextPair(configFlags),
 		RunE:              runE(o),
 	}
+	o.addFlags(cmd, configFlags)
 	f := cmd.Flags()
-	f.StringVar(&o.TargetContext, "target-context", o.TargetContext, "kubeconfig context of the importing cluster")
-	f.StringVar(&o.TargetKubeconfig, "target-kubeconfig", o.TargetKubeconfig, "kubeconfig of the importing cluster (default: --kubeconfig or KUBECONFIG)")
-	f.StringVar(&o.TargetName, "target-name", o.TargetName, "name of the importing cluster (default: its context's name)")
-	f.StringVar(&o.SourceContext, "source-context", o.SourceContext, "kubeconfig context of the cluster imported from")
-	f.StringVar(&o.SourceKubeconfig, "source-kubeconfig", o.SourceKubeconfig, "kubeconfig of the cluster imported from (default: --kubeconfig or KUBECONFIG)")
-	f.StringVar(&o.SourceName, "source-name", o.SourceName, "name of the cluster imported from (default: its context's name)")
 	f.StringVar(&o.SourceServer, "source-server", o.SourceServer, "the source's API URL as the target's pods reach it (default: the kubeconfig's, unless it is loopback)")
 	f.BoolVar(&o.AllowAll, "allow-all-service-accounts", o.AllowAll, "let the target import ANY service account of the source, as the original project did (not recommended)")
 	f.DurationVar(&o.TokenTTL, "token-ttl", o.TokenTTL, "lifetime of the importer's credential tokens, renewed at about 80%")
-	for _, name := range []string{"target-context", "source-context"} {
-		must(cmd.RegisterFlagCompletionFunc(name, func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-			return contextNames(configFlags), cobra.ShellCompDirectiveNoFileComp
-		}))
-	}
+	must(cmd.RegisterFlagCompletionFunc("source-server", noCompletion))
 	return cmd
 }
 
 // Complete resolves contexts, kubeconfigs and cluster names, and connects to both clusters.
 func (o *BootstrapOptions) Complete(_ *cobra.Command, args []string) error {
-	if len(args) == 1 {
-		return errors.New("give both TARGET_CONTEXT and SOURCE_CONTEXT, or neither with --target-context and --source-context")
-	}
-	if len(args) == 2 {
-		if o.TargetContext != "" || o.SourceContext != "" {
-			return errors.New("give the contexts either as arguments or as --target-context/--source-context, not both")
-		}
-		o.TargetContext, o.SourceContext = args[0], args[1]
-	}
-	if o.TargetContext == "" || o.SourceContext == "" {
-		return errors.New("name the target and source contexts: `kubectl mcsa bootstrap TARGET_CONTEXT SOURCE_CONTEXT`")
-	}
-	defaultKubeconfig := ptr.Deref(o.configFlags.KubeConfig, "")
-	resolve := func(kubeconfig, context, name, nameFlag string) (*kube.Clients, string, error) {
-		if kubeconfig == "" {
-			kubeconfig = defaultKubeconfig
-		}
-		cl, err := o.connect(kubeconfig, context)
-		if err != nil {
-			return nil, "", fmt.Errorf("context %q: %w", context, err)
-		}
-		if name == "" {
-			// The context's name, which the docs and every remedy (`--context NAME`) use.
-			if name, err = kube.ObjectName(context, nameFlag); err != nil {
-				return nil, "", err
-			}
-			if name != context {
-				o.ui.Warn("context %q is not a valid cluster name; naming that cluster %q (set %s to choose): kubectl-mcsa's messages then say `--context %s` where you use `--context %s`",
-					context, name, nameFlag, name, context)
-			}
-		}
-		return cl, name, nil
-	}
-	o.engine = bootstrap.Options{SourceServer: o.SourceServer, AllowAllServiceAccounts: o.AllowAll, TokenTTL: o.TokenTTL, UI: o.ui}
-	var err error
-	if o.engine.Target, o.engine.TargetName, err = resolve(o.TargetKubeconfig, o.TargetContext, o.TargetName, "--target-name"); err != nil {
+	if err := o.complete("bootstrap", args, o.configFlags, o.connect, o.ui); err != nil {
 		return err
 	}
-	o.engine.Source, o.engine.SourceName, err = resolve(o.SourceKubeconfig, o.SourceContext, o.SourceName, "--source-name")
-	return err
+	o.engine = bootstrap.Options{
+		Target: o.Target, TargetName: o.TargetName, Source: o.Source, SourceName: o.SourceName,
+		SourceServer: o.SourceServer, AllowAllServiceAccounts: o.AllowAll, TokenTTL: o.TokenTTL, UI: o.ui,
+	}
+	return nil
 }
 
 // Validate checks the names and the lifetime before anything is read from the clusters.

@@ -88,6 +88,11 @@ In a pod where the import is mounted, it reads the mounted token (no API call). 
 reads the import's secret in the importing cluster, with your kubeconfig and your access
 (--context, --kubeconfig, -n).
 
+A federated import (spec.mode: Federated) has no token of its own: its pods present their own
+service-account token and impersonate the remote service account, which an exec credential
+cannot carry. The command refuses it and names what serves it instead: the kubeconfig mounted
+with it (file config), or the Go library incluster/config.
+
 The credential expires at the earliest time the importer may refresh the token (75 % of its
 lifetime), so that clients run the command again before the token changes and never hold an
 expired one. The import's name comes from NAME, else from the cluster's
@@ -200,9 +205,36 @@ func (o *CredentialOptions) printProviderFile() error {
 	return err
 }
 
+// federatedAlternative says what serves a federated import instead of an exec credential.
+func federatedAlternative(dir string) string {
+	return fmt.Sprintf("in a pod that mounts it, use the mounted kubeconfig %s (kubectl --kubeconfig %s, or KUBECONFIG), or in Go the library %s (NamedConfigAndNamespace), which impersonate",
+		filepath.Join(dir, v1alpha1.SecretKeyConfig), filepath.Join(dir, v1alpha1.SecretKeyConfig), configLibrary)
+}
+
+// configLibrary is the Go library that builds clients of mounted imports.
+const configLibrary = "github.com/kubectl-mcsa/kubectl-mcsa/incluster/config"
+
+// errFederated refuses a federated import (spec.mode: Federated): its pods present their own
+// service-account token and impersonate the remote service account (as), and an ExecCredential
+// carries a token or a client certificate, never impersonation.
+func (o *CredentialOptions) errFederated(where, as string) error {
+	who := "the remote service account"
+	if as != "" {
+		who = as
+	}
+	return fmt.Errorf("import %s %s is federated (secretless): it has no token of its own to print, as its pods authenticate with their own service-account token and act as %s by impersonation, which an exec credential cannot carry: %s",
+		o.Name, where, who, federatedAlternative(o.mountDir(o.Name)))
+}
+
 func (o *CredentialOptions) credential(ctx context.Context) (*clientauthv1.ExecCredential, error) {
 	dir := o.mountDir(o.Name)
 	if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+		// A federated import's mount has its `as` file; a token import's has none.
+		if as, err := os.ReadFile(filepath.Join(dir, v1alpha1.KeyAs)); err == nil {
+			return nil, o.errFederated("mounted at "+dir, strings.TrimSpace(string(as)))
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("import %s mounted at %s: %w", o.Name, dir, err)
+		}
 		ec, err := execcredential.FromDir(dir, o.now())
 		if err != nil {
 			return nil, fmt.Errorf("import %s mounted at %s: %w (is the import Ready? kubectl get serviceaccountimport %s -n <the pod's namespace>)", o.Name, dir, err, o.Name)
@@ -223,6 +255,10 @@ func (o *CredentialOptions) credential(ctx context.Context) (*clientauthv1.ExecC
 	secret, err := clients.Kube.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
+		// A federated import has no secret, but a ConfigMap.
+		if cm, cmErr := clients.Kube.CoreV1().ConfigMaps(ns).Get(ctx, v1alpha1.FederatedConfigMapName(o.Name), metav1.GetOptions{}); cmErr == nil && cm.Data[v1alpha1.KeyAs] != "" {
+			return nil, o.errFederated(fmt.Sprintf("in namespace %s of %s", ns, clients.Describe()), cm.Data[v1alpha1.KeyAs])
+		}
 		return nil, fmt.Errorf("import %s has no secret %s in namespace %s of %s: check it with `kubectl mcsa get %s -n %s%s`", o.Name, name, ns, clients.Describe(), o.Name, ns, clients.ContextFlag())
 	case apierrors.IsForbidden(err):
 		return nil, fmt.Errorf("reading the secret of import %s in namespace %s of %s: %w (you need `get secrets` there: kubectl auth can-i get secret/%s -n %s%s)", o.Name, ns, clients.Describe(), err, name, ns, clients.ContextFlag())

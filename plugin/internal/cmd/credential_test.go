@@ -44,6 +44,18 @@ func TestCredentialOptions(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(mounts, "mounted", v1alpha1.SecretKeyToken), []byte(mountedToken), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A federated import's mount: the pod's own token, and the ConfigMap's files, `as` among them.
+	c.Add(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.FederatedConfigMapName("fed"), Namespace: "app"},
+		Data: map[string]string{v1alpha1.SecretKeyServer: "https://cluster2:6443", v1alpha1.KeyAs: "system:serviceaccount:apps:reader"}})
+	for file, content := range map[string]string{v1alpha1.SecretKeyToken: mountedToken, v1alpha1.SecretKeyServer: "https://cluster2:6443",
+		v1alpha1.KeyAs: "system:serviceaccount:apps:reader\n", v1alpha1.SecretKeyConfig: "apiVersion: v1\nkind: Config\n"} {
+		if err := os.MkdirAll(filepath.Join(mounts, "fed-mounted"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(mounts, "fed-mounted", file), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	execInfo := func(cfg string) string {
 		return `{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","spec":{"cluster":{"server":"https://cluster2:6443","config":` + cfg + `},"interactive":false}}`
 	}
@@ -67,6 +79,11 @@ func TestCredentialOptions(t *testing.T) {
 		{name: "no secret names the check", args: []string{"missing"}, namespace: "app", wantErr: "import missing has no secret missing-token in namespace app of context \"cluster1\": check it with `kubectl mcsa get missing -n app --context cluster1`"},
 		{name: "garbled token", args: []string{"garbled"}, namespace: "app", wantErr: "the token is not a JWT"},
 		{name: "garbled exec info", args: []string{"x"}, env: "{", wantErr: "KUBERNETES_EXEC_INFO is not an ExecCredential"},
+		// Federated imports: no token of their own; an ExecCredential cannot impersonate.
+		{name: "federated, mounted: refused, no API call", args: []string{"fed-mounted"}, noConnect: true,
+			wantErr: "import fed-mounted mounted at " + filepath.Join(mounts, "fed-mounted") + " is federated (secretless): it has no token of its own to print, as its pods authenticate with their own service-account token and act as system:serviceaccount:apps:reader by impersonation, which an exec credential cannot carry: in a pod that mounts it, use the mounted kubeconfig " + filepath.Join(mounts, "fed-mounted", "config") + " (kubectl --kubeconfig " + filepath.Join(mounts, "fed-mounted", "config") + ", or KUBECONFIG), or in Go the library github.com/kubectl-mcsa/kubectl-mcsa/incluster/config (NamedConfigAndNamespace), which impersonate"},
+		{name: "federated, from the cluster: refused", args: []string{"fed"}, namespace: "app",
+			wantErr: "import fed in namespace app of context \"cluster1\" is federated (secretless): it has no token of its own to print, as its pods authenticate with their own service-account token and act as system:serviceaccount:apps:reader by impersonation, which an exec credential cannot carry: in a pod that mounts it, use the mounted kubeconfig"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			streams, _, out, errOut := genericiooptions.NewTestIOStreams()
@@ -227,6 +244,31 @@ func TestKubeconfigExecOptions(t *testing.T) {
 			}
 		})
 	}
+	// A federated import has no secret: refused, with or without --exec.
+	c.Add(&v1alpha1.ServiceAccountImport{ObjectMeta: metav1.ObjectMeta{Name: "fed", Namespace: "default"},
+		Spec: v1alpha1.ServiceAccountImportSpec{ClusterName: "cluster2", Namespace: "apps", Name: "reader", Mode: v1alpha1.ModeFederated}},
+		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.FederatedConfigMapName("fed"), Namespace: "default"},
+			Data: map[string]string{"server": "https://cluster2:6443", "as": "system:serviceaccount:apps:reader"}})
+	mounted := v1alpha1.MountPath("fed") + "/config"
+	for _, tt := range []struct {
+		exec    bool
+		wantErr string
+	}{
+		{exec: false, wantErr: "import default/fed is federated (secretless): it has no secret and no token to put in a kubeconfig. Its pods present their own service-account token to cluster2 and act as system:serviceaccount:apps:reader by impersonation: in a pod that mounts it, use the mounted kubeconfig " + mounted},
+		{exec: true, wantErr: "import default/fed is federated (secretless): `kubectl mcsa credential` cannot serve it, as an exec credential carries a token and never the impersonation it needs. Its pods present"},
+	} {
+		streams, _, out, _ := genericiooptions.NewTestIOStreams()
+		o := NewKubeconfigOptions(streams, genericclioptions.NewConfigFlags(false))
+		o.connect, o.Exec = connect, tt.exec
+		err := completeAndRun(t, o, func() error { return o.Complete(nil, []string{"fed"}) })
+		if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+			t.Errorf("--exec=%v: error %v, want %q", tt.exec, err, tt.wantErr)
+		}
+		if out.Len() != 0 {
+			t.Errorf("--exec=%v: printed %s", tt.exec, out.String())
+		}
+	}
+
 	streams := genericiooptions.NewTestIOStreamsDiscard()
 	o := NewKubeconfigOptions(streams, genericclioptions.NewConfigFlags(false))
 	o.ExecCommand = "kubectl"

@@ -46,8 +46,10 @@ func NewCmdDoctor(streams genericiooptions.IOStreams, configFlags *genericcliopt
 		Short: "Check an installation, its remote clusters and imports; every ✗ names its remedy",
 		Long: `Check, per context: the ServiceAccountImport API is installed and current; the controller and
 webhook are ready; the webhook's CA matches its serving certificate; every remote cluster is
-reachable with a non-expired credential and what the importer may do there; and which imports
-are not ready, grouped by reason. Exits non-zero when any check fails.`,
+reachable with a non-expired credential and what the importer may do there (for a federated
+credential, which holds no token, the importer's report, and that this cluster serves its issuer
+discovery to anonymous callers); and which imports are not ready, grouped by reason. Exits
+non-zero when any check fails.`,
 		Example: `  kubectl mcsa doctor --context cluster1
   kubectl mcsa doctor --all-contexts -o json`,
 		Args: cobra.NoArgs,

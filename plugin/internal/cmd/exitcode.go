@@ -20,13 +20,14 @@ const (
 	ExitError       = 1 // anything else: refused, not found, conflicting…
 	ExitUsage       = 2 // unknown command or flag, wrong arguments
 	ExitConnection  = 3 // no kubeconfig or context, the API server unreachable, credentials refused (401)
-	ExitCheckFailed = 4 // doctor or mounts ran and found problems
+	ExitCheckFailed = 4 // doctor or mounts ran and found problems; federate's (unfederate's) verification timed out
 )
 
 // exitCodesHelp is the root command's documentation of the exit codes.
 const exitCodesHelp = `Exit codes: 0 success; 1 error; 2 usage (unknown command or flag, wrong arguments);
 3 connection (no kubeconfig or context, API server unreachable, credentials refused);
-4 a check found problems (doctor, mounts).`
+4 a check found problems (doctor, mounts; federate and unfederate --wait when the
+other cluster does not accept, or refuse, the tokens in time).`
 
 // usageError is a mistake in the command line.
 type usageError struct{ err error }

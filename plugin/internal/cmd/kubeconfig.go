@@ -14,6 +14,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/credential"
 	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/execcredential"
 	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/imports"
@@ -68,7 +69,11 @@ mounted import instead, which follows rotation.
 With --exec, the kubeconfig holds no token: its user runs ` + "`kubectl mcsa credential NAME`" + `
 (a client-go exec credential plugin) with your kubeconfig and context, and gets the import's
 current token whenever it needs one. It keeps working as long as the import lives, across
-rotations, for whoever may read the import's secret.`,
+rotations, for whoever may read the import's secret.
+
+A federated import (spec.mode: Federated) has no secret: its pods present their own token and
+impersonate the remote service account, with the kubeconfig mounted with it (file config). The
+command refuses it, with or without --exec.`,
 		Example: `  kubectl mcsa kubeconfig cluster2-default-pod-lister > /tmp/cluster2.kubeconfig
   kubectl --kubeconfig /tmp/cluster2.kubeconfig get pods
 
@@ -106,6 +111,9 @@ func (o *KubeconfigOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if v1alpha1.IsFederated(sai) {
+		return o.errFederated(sai)
+	}
 	secret, err := client.Secret(ctx, sai)
 	if err != nil {
 		return err
@@ -141,6 +149,19 @@ func (o *KubeconfigOptions) Run(ctx context.Context) error {
 		o.ui.Info("The token expires %s.", expiresIn(sai, o.now()))
 	}
 	return nil
+}
+
+// errFederated refuses a federated import: it has no secret, and no token of its own. Its pods
+// present their own service-account token and impersonate the remote service account, which
+// neither a token in a kubeconfig nor an exec credential (--exec) carries.
+func (o *KubeconfigOptions) errFederated(sai *v1alpha1.ServiceAccountImport) error {
+	as := v1alpha1.ServiceAccountUser(sai.Spec.Namespace, sai.Spec.Name)
+	why := "it has no secret and no token to put in a kubeconfig"
+	if o.Exec {
+		why = "`kubectl mcsa credential` cannot serve it, as an exec credential carries a token and never the impersonation it needs"
+	}
+	return fmt.Errorf("import %s/%s is federated (secretless): %s. Its pods present their own service-account token to %s and act as %s by impersonation: %s",
+		sai.Namespace, sai.Name, why, sai.Spec.ClusterName, as, federatedAlternative(v1alpha1.MountPath(sai.Name)))
 }
 
 // execConfig is the command line of `kubectl mcsa credential` for the import in namespace ns,

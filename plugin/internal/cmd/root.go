@@ -75,10 +75,12 @@ Getting started, with contexts cluster1 (importing) and cluster2 (imported from)
 			NewCmdUninstall(streams, configFlags),
 			NewCmdRender(streams),
 			NewCmdBootstrap(streams, configFlags),
+			NewCmdFederate(streams, configFlags),
 			NewCmdAllow(streams, configFlags),
 			NewCmdDisallow(streams, configFlags),
 			NewCmdRevoke(streams, configFlags),
 			NewCmdDisconnect(streams, configFlags),
+			NewCmdUnfederate(streams, configFlags),
 		}},
 		{"imports", []*cobra.Command{
 			NewCmdImport(streams, configFlags),

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -46,7 +48,7 @@ type Check struct {
 
 // Doctor checks one cluster: the installation, its cluster credentials and its imports.
 func Doctor(ctx context.Context, cl *kube.Clients, now time.Time) []Check {
-	return (&doctor{cl: cl, now: now, remote: newRemote}).run(ctx)
+	return (&doctor{cl: cl, now: now, remote: newRemote, anonymousGet: anonymousGet}).run(ctx)
 }
 
 type doctor struct {
@@ -54,10 +56,39 @@ type doctor struct {
 	now time.Time
 	// remote is a client of a remote cluster, acting with a cluster credential's token.
 	remote func(*rest.Config) (kubernetes.Interface, error)
-	checks []Check
+	// anonymousGet GETs path of the API server of cfg without credentials, as a remote cluster
+	// fetching this one's issuer discovery does, and returns the HTTP status.
+	anonymousGet func(ctx context.Context, cfg *rest.Config, path string) (url string, status int, err error)
+	checks       []Check
 }
 
 func newRemote(cfg *rest.Config) (kubernetes.Interface, error) { return kubernetes.NewForConfig(cfg) }
+
+// anonymousGet is doctor's anonymousGet: the kubeconfig's server, CA and proxy, no credentials.
+func anonymousGet(ctx context.Context, cfg *rest.Config, path string) (string, int, error) {
+	anon := rest.AnonymousClientConfig(cfg)
+	anon.Timeout = 10 * time.Second
+	u, _, err := rest.DefaultServerUrlFor(anon)
+	if err != nil {
+		return "", 0, err
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/") + path
+	hc, err := rest.HTTPClientFor(anon)
+	if err != nil {
+		return u.String(), 0, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return u.String(), 0, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return u.String(), 0, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	return u.String(), resp.StatusCode, nil
+}
 
 func (d *doctor) run(ctx context.Context) []Check {
 	d.anchors(ctx) // as a cluster imported from, which needs no installation
@@ -275,7 +306,8 @@ func parseCert(b []byte) (*x509.Certificate, error) {
 }
 
 // credentials checks each cluster credential: secret, expiry, reachability with its token and
-// the importer's rights there.
+// the importer's rights there; for a federated one, the importer's report. With federated
+// imports, it checks that this cluster serves its issuer discovery.
 func (d *doctor) credentials(ctx context.Context) {
 	client := &imports.Client{Clients: d.cl}
 	creds, err := client.List(ctx, manifests.Namespace)
@@ -300,9 +332,101 @@ func (d *doctor) credentials(ctx context.Context) {
 	if !found {
 		d.add("clusters", true, "no remote cluster yet", "kubectl mcsa bootstrap THIS_CONTEXT OTHER_CONTEXT")
 	}
+	d.discovery(ctx, all)
+}
+
+// discoveryPath is where an API server serves its service-account issuer's discovery document.
+const discoveryPath = "/.well-known/openid-configuration"
+
+// discovery checks, when this cluster has federated imports or credentials, that it serves its
+// issuer discovery to anonymous callers: the clusters that trust its issuer fetch its keys so,
+// and refuse its pods' tokens once their cached keys expire if they cannot.
+func (d *doctor) discovery(ctx context.Context, all []v1alpha1.ServiceAccountImport) {
+	// This cluster's name, as its cluster credentials give it, by remote cluster.
+	importing := map[string]string{}
+	var remotes []string
+	for i := range all {
+		imp := &all[i]
+		if v1alpha1.IsClusterCredential(imp, manifests.Namespace) {
+			importing[imp.Spec.ClusterName] = imp.Spec.Name
+		}
+		if v1alpha1.IsFederated(imp) && !slices.Contains(remotes, imp.Spec.ClusterName) {
+			remotes = append(remotes, imp.Spec.ClusterName)
+		}
+	}
+	if len(remotes) == 0 {
+		return
+	}
+	sort.Strings(remotes)
+	const name = "issuer discovery"
+	url, status, err := d.anonymousGet(ctx, d.cl.Config, discoveryPath)
+	trusting := strings.Join(remotes, ", ")
+	b := remotes[0]
+	a := importing[b]
+	if a == "" {
+		a = d.cl.Context
+	}
+	if a == "" {
+		a = "THIS_CONTEXT"
+	}
+	refederate := fmt.Sprintf("re-run `%s` (it writes ClusterRoleBinding %s)", grant.FederateCommand(a, b), grant.DiscoveryBindingName)
+	switch {
+	case err != nil:
+		d.add(name, false, fmt.Sprintf("could not fetch %s anonymously: %v", url, err), "")
+	case status == http.StatusOK:
+		d.add(name, true, fmt.Sprintf("served to anonymous callers at %s: %s can fetch this cluster's keys", url, trusting), "")
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		d.add(name, false, fmt.Sprintf("not served to anonymous callers at %s (HTTP %d): %s cannot fetch this cluster's keys, so its pods' tokens are refused once the cached keys expire",
+			url, status, trusting), refederate)
+	default:
+		d.add(name, false, fmt.Sprintf("anonymous GET %s: HTTP %d", url, status), "")
+	}
+}
+
+// federatedCredential checks a federated cluster credential: its ConfigMap (where the remote
+// cluster is) and the importer's report, which names the broken link of the chain. There is no
+// token, nor secret, to check.
+func (d *doctor) federatedCredential(ctx context.Context, sai *v1alpha1.ServiceAccountImport) {
+	name := "cluster " + sai.Name
+	refederate := fmt.Sprintf("re-run `%s`", grant.FederateCommand(sai.Spec.Name, sai.Name))
+	cmName := v1alpha1.FederatedConfigMapName(sai.Name)
+	cm, err := d.cl.Kube.CoreV1().ConfigMaps(sai.Namespace).Get(ctx, cmName, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		d.add(name, false, fmt.Sprintf("federated credential without its ConfigMap %s/%s: the importer does not know where %s is", sai.Namespace, cmName, sai.Name), refederate)
+		return
+	case err != nil:
+		d.add(name, false, d.cl.APIError(err).Error(), "")
+		return
+	}
+	at := "federated"
+	if server := cm.Data[v1alpha1.SecretKeyServer]; server != "" {
+		at += " at " + server
+	}
+	c := imports.Ready(sai)
+	switch {
+	case c == nil:
+		d.add(name, false, at+": the importer has not reported on the credential",
+			fmt.Sprintf("kubectl%s -n %s logs deploy/%s", d.cl.ContextFlag(), manifests.Namespace, manifests.ControllerDeployment))
+	case c.Status == metav1.ConditionTrue:
+		d.add(name, true, at+": "+c.Message, "")
+	default:
+		remedy := ""
+		switch c.Reason {
+		case v1alpha1.ReasonDiscoveryNotServed, v1alpha1.ReasonIssuerNotTrusted, v1alpha1.ReasonClusterUnknown:
+			remedy = refederate
+		case v1alpha1.ReasonClusterUnreachable:
+			remedy = "check the URL (federate --source-server) and the network from this cluster"
+		}
+		d.add(name, false, fmt.Sprintf("%s: %s: %s", at, c.Reason, c.Message), remedy)
+	}
 }
 
 func (d *doctor) credential(ctx context.Context, client *imports.Client, sai *v1alpha1.ServiceAccountImport, all []v1alpha1.ServiceAccountImport) {
+	if v1alpha1.IsFederated(sai) {
+		d.federatedCredential(ctx, sai)
+		return
+	}
 	name := "cluster " + sai.Name
 	rebootstrap := fmt.Sprintf("re-run `kubectl mcsa bootstrap THIS_CONTEXT %s`", sai.Name)
 	secret, err := client.Secret(ctx, sai)
@@ -350,10 +474,11 @@ func (d *doctor) credential(ctx context.Context, client *imports.Client, sai *v1
 		d.add(name, false, "the importer may not renew its own token there: its grant was removed", rebootstrap)
 		return
 	}
-	// Which imports of this cluster B still grants.
+	// Which imports of this cluster B still grants: the token ones (B grants federated ones to
+	// this cluster's pods, not to the importer; the importer reports on them).
 	var granted, denied []string
 	for _, imp := range all {
-		if imp.Spec.ClusterName != sai.Name || (imp.Namespace == sai.Namespace && imp.Name == sai.Name) {
+		if imp.Spec.ClusterName != sai.Name || (imp.Namespace == sai.Namespace && imp.Name == sai.Name) || v1alpha1.IsFederated(&imp) {
 			continue
 		}
 		review, err := remote.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{

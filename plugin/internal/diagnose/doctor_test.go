@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -82,6 +84,34 @@ func clusterCredential(token string) []runtime.Object {
 	return []runtime.Object{sai, secret}
 }
 
+// federatedCredential is cluster1's federated cluster credential for cluster2, with the Ready
+// condition given (none if reason is ""), and its ConfigMap unless noConfigMap.
+func federatedCredential(status metav1.ConditionStatus, reason, message string, noConfigMap bool) []runtime.Object {
+	sai := &v1alpha1.ServiceAccountImport{ObjectMeta: metav1.ObjectMeta{Name: "cluster2", Namespace: manifests.Namespace, Generation: 1},
+		Spec: v1alpha1.ServiceAccountImportSpec{ClusterName: "cluster2", Namespace: grant.Namespace, Name: "cluster1", Mode: v1alpha1.ModeFederated}}
+	if reason != "" {
+		sai.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionReady, Status: status, Reason: reason, Message: message, ObservedGeneration: 1}}
+	}
+	if noConfigMap {
+		return []runtime.Object{sai}
+	}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.FederatedConfigMapName("cluster2"), Namespace: manifests.Namespace},
+		Data: map[string]string{v1alpha1.SecretKeyServer: "https://cluster2.example:6443", v1alpha1.KeyAs: "system:serviceaccount:multicluster-service-account:cluster1"}}
+	return []runtime.Object{sai, cm}
+}
+
+// federatedImported is a federated import of cluster2's default/reader in namespace default.
+func federatedImported(ready bool) []runtime.Object {
+	sai := &v1alpha1.ServiceAccountImport{ObjectMeta: metav1.ObjectMeta{Name: "reader", Namespace: "default", Generation: 1},
+		Spec: v1alpha1.ServiceAccountImportSpec{ClusterName: "cluster2", Namespace: "default", Name: "reader", Mode: v1alpha1.ModeFederated}}
+	c := metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonFederated, Message: "pods act as default/reader", ObservedGeneration: 1}
+	if !ready {
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, v1alpha1.ReasonImpersonationNotAllowed, "Run `kubectl mcsa allow cluster1 default/reader --federated --into-namespaces default --context cluster2`."
+	}
+	sai.Status.Conditions = []metav1.Condition{c}
+	return []runtime.Object{sai, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "default"}}}
+}
+
 // imported are imports of cluster2 in namespace default: a granted and a denied one.
 func imported(ready bool) []runtime.Object {
 	var objs []runtime.Object
@@ -130,11 +160,17 @@ func TestDoctor(t *testing.T) {
 		"✓ webhook: CA injected and matching the serving certificate, which expires in ",
 	}
 	rebootstrap := "re-run `kubectl mcsa bootstrap THIS_CONTEXT cluster2`"
+	refederate := "re-run `kubectl mcsa federate cluster1 cluster2`"
+	discovery := "issuer discovery: "
+	discoveryURL := "https://cluster1.example:6443/.well-known/openid-configuration"
 	tests := []struct {
 		name   string
 		setup  func(t *testing.T, c *kubefake.Cluster)
 		remote kubernetes.Interface
-		want   []string // "✓ name: message → remedy", a prefix of each check
+		// anonymous is the HTTP status of this cluster's issuer discovery to anonymous callers
+		// (0: doctor must not ask).
+		anonymous int
+		want      []string // "✓ name: message → remedy", a prefix of each check
 	}{
 		{name: "not installed", setup: func(*testing.T, *kubefake.Cluster) {},
 			want: []string{"✗ crd: the ServiceAccountImport API is not installed → kubectl mcsa install --context cluster1"}},
@@ -226,6 +262,52 @@ func TestDoctor(t *testing.T) {
 			c.Add(imported(true)...)
 		}, remote: remote(false, nil),
 			want: append(healthy[:3:3], "✗ cluster cluster2: the importer may not renew its own token there: its grant was removed → "+rebootstrap, "✓ imports: 3 import(s), all ready")},
+
+		// Federated credentials and imports: no secret, no token; the importer's report.
+		{name: "federated credential, healthy", setup: func(t *testing.T, c *kubefake.Cluster) {
+			installed(t, c)
+			c.Add(federatedCredential(metav1.ConditionTrue, v1alpha1.ReasonFederated, "Cluster credential for cluster2 (federated): cluster2 accepts this cluster's service-account tokens.", false)...)
+			c.Add(federatedImported(true)...)
+		}, anonymous: http.StatusOK, want: append(healthy[:3:3],
+			"✓ cluster cluster2: federated at https://cluster2.example:6443: Cluster credential for cluster2 (federated): cluster2 accepts",
+			"✓ "+discovery+"served to anonymous callers at "+discoveryURL+": cluster2 can fetch this cluster's keys",
+			"✓ imports: 2 import(s), all ready")},
+		{name: "federated credential, discovery not served", setup: func(t *testing.T, c *kubefake.Cluster) {
+			installed(t, c)
+			c.Add(federatedCredential(metav1.ConditionFalse, v1alpha1.ReasonDiscoveryNotServed, "This cluster does not serve its service-account issuer discovery to anonymous callers. Run `kubectl mcsa federate cluster1 cluster2`.", false)...)
+		}, anonymous: http.StatusForbidden, want: append(healthy[:3:3],
+			"✗ cluster cluster2: federated at https://cluster2.example:6443: DiscoveryNotServed: This cluster does not serve its service-account issuer discovery to anonymous callers. Run `kubectl mcsa federate cluster1 cluster2`. → "+refederate,
+			"✗ "+discovery+"not served to anonymous callers at "+discoveryURL+" (HTTP 403): cluster2 cannot fetch this cluster's keys, so its pods' tokens are refused once the cached keys expire → "+refederate+" (it writes ClusterRoleBinding "+grant.DiscoveryBindingName+")",
+			"✗ imports DiscoveryNotServed: 1 import(s) not ready: multicluster-service-account/cluster2 → This cluster does not serve")},
+		{name: "federated credential, unreachable", setup: func(t *testing.T, c *kubefake.Cluster) {
+			installed(t, c)
+			c.Add(federatedCredential(metav1.ConditionFalse, v1alpha1.ReasonClusterUnreachable, "Cannot reach cluster cluster2: dial tcp: i/o timeout.", false)...)
+		}, anonymous: http.StatusOK, want: append(healthy[:3:3],
+			"✗ cluster cluster2: federated at https://cluster2.example:6443: ClusterUnreachable: Cannot reach cluster cluster2: dial tcp: i/o timeout. → check the URL (federate --source-server) and the network from this cluster",
+			"✓ "+discovery, "✗ imports ClusterUnreachable")},
+		{name: "federated credential, importer silent", setup: func(t *testing.T, c *kubefake.Cluster) {
+			installed(t, c)
+			c.Add(federatedCredential("", "", "", false)...)
+		}, anonymous: http.StatusUnauthorized, want: append(healthy[:3:3],
+			"✗ cluster cluster2: federated at https://cluster2.example:6443: the importer has not reported on the credential → kubectl --context cluster1 -n multicluster-service-account logs deploy/mcsa-controller",
+			"✗ "+discovery+"not served to anonymous callers at "+discoveryURL+" (HTTP 401)", "✗ imports Pending")},
+		{name: "federated credential without its ConfigMap", setup: func(t *testing.T, c *kubefake.Cluster) {
+			installed(t, c)
+			c.Add(federatedCredential(metav1.ConditionTrue, v1alpha1.ReasonFederated, "ok", true)...)
+		}, anonymous: http.StatusOK, want: append(healthy[:3:3],
+			"✗ cluster cluster2: federated credential without its ConfigMap multicluster-service-account/"+v1alpha1.FederatedConfigMapName("cluster2")+": the importer does not know where cluster2 is → "+refederate,
+			"✓ "+discovery, "✓ imports: 1 import(s), all ready")},
+		{name: "token credential and a federated import not granted", setup: func(t *testing.T, c *kubefake.Cluster) {
+			installed(t, c)
+			c.Add(clusterCredential(jwt(now.Add(10 * time.Hour)))...)
+			c.Add(imported(true)...)
+			c.Add(federatedImported(false)...)
+		}, remote: remote(true, nil), anonymous: http.StatusOK, want: append(healthy[:3:3],
+			// The federated import is not one the importer's token imports: not counted.
+			"✓ cluster cluster2: reachable at https://cluster2.example:6443; credential expires in 10h; the importer may renew it and import 1 of 2 import(s)",
+			"✗ cluster cluster2 grants: not granted in cluster2: default/denied",
+			"✓ "+discovery+"served to anonymous callers",
+			"✗ imports ImpersonationNotAllowed: 1 import(s) not ready: default/reader → Run `kubectl mcsa allow cluster1 default/reader --federated")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -237,6 +319,11 @@ func TestDoctor(t *testing.T) {
 					return k8sfake.NewClientset(), nil
 				}
 				return tt.remote, nil
+			}, anonymousGet: func(_ context.Context, cfg *rest.Config, path string) (string, int, error) {
+				if tt.anonymous == 0 {
+					t.Errorf("doctor fetched %s%s", cfg.Host, path)
+				}
+				return cfg.Host + path, tt.anonymous, nil
 			}}
 			var got []string
 			for _, ch := range d.run(context.Background()) {
@@ -261,5 +348,36 @@ func TestDoctor(t *testing.T) {
 				t.Errorf("checks:\n%s\nwant (prefixes)\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
 			}
 		})
+	}
+}
+
+// TestAnonymousGet fetches the issuer discovery as a remote cluster does: with the
+// kubeconfig's server and CA, without its credentials.
+func TestAnonymousGet(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Header.Get("Authorization") != "":
+			t.Errorf("credentials sent: %q", r.Header.Get("Authorization"))
+			w.WriteHeader(http.StatusInternalServerError)
+		case r.URL.Path == "/prefix"+discoveryPath:
+			_, _ = w.Write([]byte(`{"issuer":"https://cluster1.example"}`))
+		default:
+			w.WriteHeader(http.StatusForbidden)
+		}
+	}))
+	defer srv.Close()
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	for _, tt := range []struct {
+		host       string
+		wantStatus int
+	}{{srv.URL + "/prefix", http.StatusOK}, {srv.URL, http.StatusForbidden}} {
+		cfg := &rest.Config{Host: tt.host, BearerToken: "secret", TLSClientConfig: rest.TLSClientConfig{CAData: ca}}
+		url, status, err := anonymousGet(context.Background(), cfg, discoveryPath)
+		if err != nil || status != tt.wantStatus || url != tt.host+discoveryPath {
+			t.Errorf("%s: %s %d %v, want %d", tt.host, url, status, err, tt.wantStatus)
+		}
+	}
+	if _, _, err := anonymousGet(context.Background(), &rest.Config{Host: srv.URL}, discoveryPath); err == nil {
+		t.Error("a server of an unknown CA answered")
 	}
 }

@@ -63,6 +63,24 @@ func TestPrintGolden(t *testing.T) {
 	healthy.Print(&b, now, plainMark)
 	golden(t, "mounts-healthy.golden", b.Bytes())
 
+	federated := &MountsReport{Pod: "p", Namespace: "default", Imports: []ImportMount{
+		{Name: "cluster2-default-reader", Mode: "Federated", Exists: true, Ready: "True", Reason: "Federated",
+			ConfigMap: "cluster2-default-reader-federated", ConfigMapPresent: true, Audience: "kubectl-mcsa.admiralty.io/cluster2",
+			Volume: "mcsa-cluster2-default-reader", Path: "/var/run/secrets/admiralty.io/serviceaccountimports/cluster2-default-reader",
+			Containers: []ContainerMount{{Name: "main", Mounted: true, ReadOnly: true}}},
+		{Name: "cluster3-default-reader", Mode: "Federated", Exists: true, Ready: "False", Reason: "IssuerNotTrusted",
+			ConfigMap: "cluster3-default-reader-federated", Audience: "kubectl-mcsa.admiralty.io/cluster2",
+			Volume: "mcsa-cluster3-default-reader", Path: "/var/run/secrets/admiralty.io/serviceaccountimports/cluster3-default-reader",
+			Containers: []ContainerMount{{Name: "main", Mounted: true, ReadOnly: true}}},
+	}, Problems: []Problem{
+		{Import: "cluster3-default-reader", Message: "import not ready: IssuerNotTrusted: Cluster cluster3 refuses this cluster's service-account tokens for audience kubectl-mcsa.admiralty.io/cluster3. Run `kubectl mcsa federate cluster1 cluster3`."},
+		{Import: "cluster3-default-reader", Message: "ConfigMap cluster3-default-reader-federated not written yet: the kubelet waits for it and the pod cannot start", Remedy: "see why with `kubectl mcsa get cluster3-default-reader -n default -o wide`"},
+		{Import: "cluster3-default-reader", Message: `volume mcsa-cluster3-default-reader's token has audience "kubectl-mcsa.admiralty.io/cluster2", not "kubectl-mcsa.admiralty.io/cluster3": cluster cluster3 refuses it`, Remedy: "recreate the pod so that the webhook mounts the import as it is now (delete it if a controller manages it)"},
+	}}
+	b.Reset()
+	federated.Print(&b, now, plainMark)
+	golden(t, "mounts-federated.golden", b.Bytes())
+
 	checks := []Check{
 		{Context: "cluster1", Name: "crd", OK: true, Message: "the ServiceAccountImport API is installed and current"},
 		{Context: "cluster1", Name: "controller", OK: true, Message: "deployment mcsa-controller available (1/1)"},

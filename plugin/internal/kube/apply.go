@@ -34,6 +34,9 @@ const (
 type Result struct {
 	Object *unstructured.Unstructured
 	Action Action
+	// Live is the object as the API server answered an apply (with its UID, even in a server
+	// dry run); nil otherwise.
+	Live *unstructured.Unstructured
 }
 
 // ToUnstructured converts a typed object (with TypeMeta set) for the dynamic client.
@@ -105,7 +108,7 @@ func (c *Clients) Apply(ctx context.Context, obj runtime.Object, dryRun bool) (R
 	if err != nil {
 		return Result{Object: u}, fmt.Errorf("applying %s %s in %s: %w", u.GetKind(), u.GetName(), c.Describe(), c.APIError(err))
 	}
-	res := Result{Object: u, Action: Unchanged}
+	res := Result{Object: u, Action: Unchanged, Live: after}
 	switch {
 	case before == nil:
 		res.Action = Created
