@@ -44,7 +44,7 @@ const (
 // commands are the main packages Build compiles, by binary name, and the image each goes into
 // ("" for none).
 var commands = []struct{ pkg, image string }{
-	{"./plugin/cmd/kubectl-mcsa", ""},
+	{"./plugin/cmd/kubectl-mcsa", PluginImage},
 	{"./incluster/cmd/mcsa-controller", ControllerImage},
 	{"./incluster/examples/multicluster-client", MulticlusterClientImage},
 	{"./incluster/examples/generic-client", GenericClientImage},

@@ -123,6 +123,7 @@ func (w *Walkthrough) GettingStarted(ctx context.Context) error {
 			step{"Check 2: the Job's pod carries the import's volume and mounts", w.checkMounts},
 			step{"Check 3: the Job succeeds and its log lists cluster2's nginx pod", w.checkJob},
 			step{"Clients of the original: the mounted config, as user 1000, with its config package and kubectl", w.checkOriginalClients},
+			step{"The exec credential plugin, alone in a distroless-style image, prints the mounted token", w.credentialInPod},
 			step{"Denied: a pod naming a missing import; the imported identity reading secrets", w.checkDenied},
 			step{"The doctor's verdict on cluster1", w.doctor},
 		)
