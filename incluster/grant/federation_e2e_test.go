@@ -98,6 +98,10 @@ func TestFederationOnRealControlPlanes(t *testing.T) {
 			t.Errorf("groups %v lack %s", user.Groups, g)
 		}
 	}
+	// A token for B is refused by A itself.
+	if _, err := bearer(t, a, team, "").AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{}); !apierrors.IsUnauthorized(err) {
+		t.Errorf("a token of A for B, at A: %v, want 401", err)
+	}
 	// A token for another audience (A's own) is refused by B.
 	if _, err := bearer(t, b, tokenOf(ctx, t, a, "team", "app", a.Issuer), "").AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{}); !apierrors.IsUnauthorized(err) {
 		t.Errorf("a token of A for A's own audience, at B: %v, want 401", err)
