@@ -52,6 +52,7 @@ func TestSecurityDocRBAC(t *testing.T) {
 		t.Fatal(err)
 	}
 	self := grant.SelfRenewRole("A")
+	caReader := grant.CAReaderRole("A")
 	all := grant.ClusterImportRole("A")
 	fed, err := grant.FederatedGrant{ImportingCluster: "A", Namespace: "NS", ServiceAccount: "SA"}.Objects()
 	if err != nil {
@@ -61,6 +62,7 @@ func TestSecurityDocRBAC(t *testing.T) {
 	check, _ := grant.FederatedCheck("A", "NS", grant.FederatedUser("A", manifests.Namespace, manifests.ControllerServiceAccount))
 	rows = append(rows,
 		row("B (bootstrap)", "Role", self.Namespace, self.Name, self.Rules),
+		row("B (bootstrap)", "Role", caReader.Namespace, caReader.Name, caReader.Rules),
 		row("B (allow A NS/SA)", "Role", named.Namespace, named.Name, named.Rules),
 		row("B (allow --namespace-wide NS)", "Role", nsWide.Namespace, nsWide.Name, nsWide.Rules),
 		row("B (bootstrap --allow-all-service-accounts)", "ClusterRole", "", all.Name, all.Rules),

@@ -1,6 +1,6 @@
 // Package grant defines the shape of what cluster B grants to an importing cluster A: the
-// importer's identity in B, the RBAC that lets it renew its own token and import named service
-// accounts (or, explicitly, whole namespaces), the annotation restricting which namespaces of A
+// importer's identity in B, the RBAC that lets it renew its own token, read B's published CA
+// bundle and import named service accounts (or, explicitly, whole namespaces), the annotation restricting which namespaces of A
 // may import a service account, and the plugin commands that write them. The importer and the
 // plugin both use it, so that what one writes is what the other expects.
 //
@@ -48,6 +48,7 @@ const (
 // different kinds and clusters distinct.
 const (
 	selfPrefix      = "mcsa-importer-self:"
+	caReaderPrefix  = "mcsa-importer-ca:"
 	importPrefix    = "mcsa-import:"
 	namespacePrefix = "mcsa-import-namespace:"
 	clusterPrefix   = "mcsa-import-all:"
@@ -111,6 +112,37 @@ func SelfRenewRole(importingCluster string) *rbacv1.Role {
 // SelfRenewRoleBinding binds SelfRenewRole to A's importer identity.
 func SelfRenewRoleBinding(importingCluster string) *rbacv1.RoleBinding {
 	return roleBinding(Namespace, SelfRenewName(importingCluster), importingCluster)
+}
+
+// RootCAConfigMap is the ConfigMap kube-controller-manager publishes in every namespace (its
+// root-ca-certificate-publisher controller) holding, under RootCAKey, the CA bundle that
+// clients of the API server should trust: during a rotation of the API server's serving CA, old
+// and new. The importer reads it in Namespace to follow such rotations.
+const (
+	RootCAConfigMap = "kube-root-ca.crt"
+	RootCAKey       = "ca.crt"
+)
+
+// CAReaderName names the Role and RoleBinding (in Namespace) letting A's importer read B's
+// published CA bundle.
+func CAReaderName(importingCluster string) string { return caReaderPrefix + importingCluster }
+
+// CAReaderRole allows reading RootCAConfigMap in Namespace, and nothing else: what B publishes to
+// every pod of that namespace anyway. With it the importer learns of a new serving CA of B
+// before B serves with it, and adds it to the CA bundle of every import's secret; without it
+// (a bootstrap that predates it) the importer keeps the CA bootstrap recorded.
+func CAReaderRole(importingCluster string) *rbacv1.Role {
+	return role(Namespace, CAReaderName(importingCluster), importingCluster, []rbacv1.PolicyRule{{
+		APIGroups:     []string{""},
+		Resources:     []string{"configmaps"},
+		Verbs:         []string{"get"},
+		ResourceNames: []string{RootCAConfigMap},
+	}})
+}
+
+// CAReaderRoleBinding binds CAReaderRole to A's importer identity.
+func CAReaderRoleBinding(importingCluster string) *rbacv1.RoleBinding {
+	return roleBinding(Namespace, CAReaderName(importingCluster), importingCluster)
 }
 
 // ImportName names the Role and RoleBinding, in a namespace of B, that let A import named

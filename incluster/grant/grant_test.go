@@ -50,6 +50,11 @@ func TestRoles(t *testing.T) {
 		rules: SelfRenewRole("a").Rules,
 		want:  []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"serviceaccounts/token"}, Verbs: []string{"create"}, ResourceNames: []string{"a"}}},
 	}, {
+		name:      "CA reader: B's published CA bundle, nothing else",
+		namespace: CAReaderRole("a").Namespace, objName: CAReaderRole("a").Name,
+		rules: CAReaderRole("a").Rules,
+		want:  []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"}, ResourceNames: []string{"kube-root-ca.crt"}}},
+	}, {
 		name:      "named service accounts, sorted and deduplicated",
 		namespace: named.Namespace, objName: named.Name,
 		rules: named.Rules,
@@ -94,8 +99,8 @@ func TestRoles(t *testing.T) {
 			}
 		})
 	}
-	if named.Namespace != "ns" || nsWide.Namespace != "ns" || SelfRenewRole("a").Namespace != Namespace {
-		t.Errorf("namespaces: named %q, namespace-wide %q, self %q", named.Namespace, nsWide.Namespace, SelfRenewRole("a").Namespace)
+	if named.Namespace != "ns" || nsWide.Namespace != "ns" || SelfRenewRole("a").Namespace != Namespace || CAReaderRole("a").Namespace != Namespace {
+		t.Errorf("namespaces: named %q, namespace-wide %q, self %q, CA reader %q", named.Namespace, nsWide.Namespace, SelfRenewRole("a").Namespace, CAReaderRole("a").Namespace)
 	}
 }
 
@@ -103,7 +108,7 @@ func TestNamesAreDistinct(t *testing.T) {
 	// A cluster whose name looks like another kind's prefix must not collide with it.
 	names := map[string]bool{}
 	for _, c := range []string{"a", "namespace-a", "all-a", "self-a", "namespace", "all"} {
-		for _, n := range []string{SelfRenewName(c), ImportName(c), NamespaceImportName(c), ClusterImportName(c)} {
+		for _, n := range []string{SelfRenewName(c), CAReaderName(c), ImportName(c), NamespaceImportName(c), ClusterImportName(c)} {
 			if names[n] {
 				t.Errorf("name %q used twice", n)
 			}
@@ -156,6 +161,7 @@ func TestBindings(t *testing.T) {
 		wantRef string
 	}{
 		{"self", SelfRenewRoleBinding("a").RoleRef, SelfRenewRoleBinding("a").Subjects, SelfRenewRoleBinding("a").Name, SelfRenewName("a")},
+		{"CA reader", CAReaderRoleBinding("a").RoleRef, CAReaderRoleBinding("a").Subjects, CAReaderRoleBinding("a").Name, CAReaderName("a")},
 		{"named", ImportRoleBinding("a", "ns").RoleRef, ImportRoleBinding("a", "ns").Subjects, ImportRoleBinding("a", "ns").Name, ImportName("a")},
 		{"namespace", NamespaceImportRoleBinding("a", "ns").RoleRef, NamespaceImportRoleBinding("a", "ns").Subjects, NamespaceImportRoleBinding("a", "ns").Name, NamespaceImportName("a")},
 		{"cluster", ClusterImportRoleBinding("a").RoleRef, ClusterImportRoleBinding("a").Subjects, ClusterImportRoleBinding("a").Name, ClusterImportName("a")},
@@ -183,6 +189,7 @@ func TestImportedServiceAccounts(t *testing.T) {
 		{"named", named, []string{"a", "b"}},
 		{"namespace-wide is not a named grant", nsWide, nil},
 		{"self-renew is not an import grant", SelfRenewRole("a"), nil},
+		{"the CA reader is not an import grant", CAReaderRole("a"), nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -78,9 +78,11 @@ type Cluster struct {
 	Name string
 	// Server is the apiserver's URL, e.g. https://127.0.0.1:40123.
 	Server string
-	// CAData is the cluster CA (PEM); it signs the serving and admin certificates.
+	// CAData is the CA bundle (PEM) the cluster's clients trust: the cluster CA, which signs
+	// the serving and admin certificates, and, once TrustCAs was called for a rotation of the
+	// serving CA, the bundle it was given.
 	CAData []byte
-	// Config is an admin (system:masters) client config.
+	// Config is an admin (system:masters) client config. TrustCAs replaces it.
 	Config *rest.Config
 	// Dir holds the cluster's files: certificates, data, component logs (`*.log`) and an admin
 	// kubeconfig (`kubeconfig`, context named after the cluster).
@@ -96,6 +98,8 @@ type Cluster struct {
 	clientset *kubernetes.Clientset
 	procs     []*Process
 	stopOnce  sync.Once
+	// serving is what kube-apiserver serves with, for a rotation of its CA (ServeWith).
+	serving servingFiles
 }
 
 // Kubeconfig is the path of the cluster's admin kubeconfig.
@@ -147,6 +151,7 @@ func Start(ctx context.Context, name string, opts Options) (*Cluster, error) {
 		return nil, fmt.Errorf("controlplane: certificates: %w", err)
 	}
 	c.CAData, c.ServiceAccountKeyFile = p.caPEM, p.saKey
+	c.serving = servingFiles{cert: p.servingCert, key: p.servingKey, leaf: servingLeaf(ips)}
 
 	extra := opts.APIServerFlags
 	if opts.AuthenticationConfig {
@@ -537,6 +542,11 @@ func (c *Cluster) KillComponent(name string) error {
 // StartComponent starts a component StopComponent or KillComponent ended, and waits until the
 // API server is ready again.
 func (c *Cluster) StartComponent(ctx context.Context, name string) error {
+	return c.startComponent(ctx, name)
+}
+
+// startComponent is StartComponent with flags (--name=value) replacing those of the same name.
+func (c *Cluster) startComponent(ctx context.Context, name string, flags ...string) error {
 	p := c.component(name)
 	if p == nil {
 		return fmt.Errorf("controlplane: cluster %s has no %s", c.Name, name)
@@ -544,7 +554,7 @@ func (c *Cluster) StartComponent(ctx context.Context, name string) error {
 	if !p.Exited() {
 		return fmt.Errorf("controlplane: %s of cluster %s is running", name, c.Name)
 	}
-	again, err := StartProcess(c.Dir, name, p.cmd.Path, p.cmd.Args[1:]...)
+	again, err := StartProcess(c.Dir, name, p.cmd.Path, replaceFlags(p.cmd.Args[1:], flags)...)
 	if err != nil {
 		return err
 	}
@@ -560,6 +570,22 @@ func (c *Cluster) StartComponent(ctx context.Context, name string) error {
 		}
 	}
 	return c.waitReady(ctx, serving...)
+}
+
+// replaceFlags is args with each flag of set (--name=value) in place of the flag of that name,
+// or added.
+func replaceFlags(args, set []string) []string {
+	out := slices.Clone(args)
+	for _, f := range set {
+		name, _, _ := strings.Cut(f, "=")
+		i := slices.IndexFunc(out, func(a string) bool { return strings.HasPrefix(a, name+"=") })
+		if i < 0 {
+			out = append(out, f)
+			continue
+		}
+		out[i] = f
+	}
+	return out
 }
 
 func (c *Cluster) component(name string) *Process {

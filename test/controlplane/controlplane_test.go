@@ -3,6 +3,7 @@ package controlplane
 import (
 	"context"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -141,4 +142,28 @@ func isZombie(pid int) bool {
 	}
 	fields := strings.Fields(string(b))
 	return len(fields) > 2 && fields[2] == "Z"
+}
+
+func TestReplaceFlags(t *testing.T) {
+	args := []string{"--kubeconfig=k", "--root-ca-file=old.crt", "-v=1"}
+	tests := []struct {
+		name string
+		set  []string
+		want []string
+	}{
+		{"none", nil, args},
+		{"replaced in place", []string{"--root-ca-file=new.crt"}, []string{"--kubeconfig=k", "--root-ca-file=new.crt", "-v=1"}},
+		{"added", []string{"--leader-elect=false"}, append(slices.Clone(args), "--leader-elect=false")},
+		{"a prefix of another flag is another flag", []string{"--root-ca=x"}, append(slices.Clone(args), "--root-ca=x")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := replaceFlags(args, tt.set); !slices.Equal(got, tt.want) {
+				t.Errorf("replaceFlags(%q) = %q, want %q", tt.set, got, tt.want)
+			}
+		})
+	}
+	if args[1] != "--root-ca-file=old.crt" {
+		t.Error("replaceFlags changed its input")
+	}
 }

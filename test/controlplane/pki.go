@@ -143,12 +143,7 @@ func newPKI(dir string, ips []net.IP) (*pki, error) {
 		return nil, err
 	}
 	p := &pki{caCert: ca.CertPath, saKey: filepath.Join(dir, "sa.key"), saPub: filepath.Join(dir, "sa.pub")}
-	if p.servingCert, p.servingKey, err = ca.Issue(dir, "apiserver", Leaf{
-		CommonName: "kube-apiserver",
-		DNSNames:   []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"},
-		IPs:        ips,
-		Server:     true,
-	}); err != nil {
+	if p.servingCert, p.servingKey, err = ca.Issue(dir, "apiserver", servingLeaf(ips)); err != nil {
 		return nil, err
 	}
 	adminCert, adminKey, err := ca.Issue(dir, "admin", Leaf{CommonName: "admin", Groups: []string{"system:masters"}})
@@ -177,6 +172,19 @@ func newPKI(dir string, ips []net.IP) (*pki, error) {
 	}
 	return p, nil
 }
+
+// servingLeaf is kube-apiserver's serving certificate, for the addresses it is reached at.
+func servingLeaf(ips []net.IP) Leaf {
+	return Leaf{
+		CommonName: "kube-apiserver",
+		DNSNames:   []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"},
+		IPs:        ips,
+		Server:     true,
+	}
+}
+
+// PEM is the CA's certificate (PEM).
+func (c *CA) PEM() []byte { return pemBlock("CERTIFICATE", c.cert.Raw) }
 
 func serial() *big.Int {
 	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))

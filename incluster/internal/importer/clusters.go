@@ -22,8 +22,15 @@ import (
 
 // remote is how the importer reaches one remote cluster.
 type remote struct {
+	// name is the cluster's name in this cluster.
+	name   string
 	server string
+	// caData is the CA bundle the client trusts: the credential's, or the kubeconfig's.
 	caData []byte
+	// published caches the CA bundle the cluster publishes, for clusters reached through a
+	// cluster credential (nil for others): the importer writes the credential's CA merged with it
+	// (caBundle), into the credential too, whose next client then trusts it.
+	published *publishedCA
 	// importingCluster is this cluster's name as the remote cluster knows it: the name of the
 	// importer's service account there, as used by grants and allowed-importers annotations.
 	importingCluster string
@@ -137,14 +144,21 @@ func (c *clusters) get(ctx context.Context, name string) (*remote, error) {
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if r := c.byName[name]; r != nil && r.version == version {
-		return r, nil
+	prev := c.byName[name]
+	if prev != nil && prev.version == version {
+		return prev, nil
 	}
 	r, err := c.build(name, d.RESTConfig(), imp.Spec.Name)
 	if err != nil {
 		return nil, err
 	}
 	r.version = version
+	// What the cluster publishes of its CA does not depend on the credential: a new client of the
+	// same server (a renewed token, the merged CA written back) keeps it rather than reading again.
+	r.published = &publishedCA{}
+	if prev != nil && prev.published != nil && prev.server == r.server {
+		r.published = prev.published
+	}
 	c.byName[name] = r
 	return r, nil
 }
@@ -230,7 +244,7 @@ func (c *clusters) build(name string, cfg *rest.Config, importingCluster string)
 	if err != nil {
 		return nil, fmt.Errorf("cluster %s: %w", name, err)
 	}
-	r := &remote{server: cfg.Host, caData: caData, importingCluster: importingCluster, client: cs}
+	r := &remote{name: name, server: cfg.Host, caData: caData, importingCluster: importingCluster, client: cs}
 	if c.ownToken != nil {
 		// The importer's own identity, as B's authenticator for this cluster's issuer maps it:
 		// nothing of the credential but where B is.

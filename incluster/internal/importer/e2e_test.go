@@ -409,7 +409,8 @@ func (e *env) testCredential(t *testing.T) {
 		t.Errorf("credential authenticates as %q, want %q", got, grant.Username(clusterA))
 	}
 
-	// Least privilege: the importer's identity may renew its own token and nothing else.
+	// Least privilege: the importer's identity may renew its own token and read the CA bundle B
+	// publishes in its namespace, nothing else.
 	e.serviceAccountB(t, grant.Namespace, "cluster9", nil) // another importing cluster's identity
 	e.serviceAccountB(t, "team8", "unshared", nil)
 	asImporter := e.clientB(t, token)
@@ -419,6 +420,8 @@ func (e *env) testCredential(t *testing.T) {
 		return err
 	}
 	must(t, mint(grant.Namespace, clusterA))
+	_, err := asImporter.CoreV1().ConfigMaps(grant.Namespace).Get(ctx, grant.RootCAConfigMap, metav1.GetOptions{})
+	must(t, err)
 	denials := []struct {
 		name string
 		do   func() error
@@ -433,6 +436,18 @@ func (e *env) testCredential(t *testing.T) {
 		{"list secrets", func() error { _, err := asImporter.CoreV1().Secrets("").List(ctx, metav1.ListOptions{}); return err }},
 		{"read secrets of its namespace", func() error {
 			_, err := asImporter.CoreV1().Secrets(grant.Namespace).List(ctx, metav1.ListOptions{})
+			return err
+		}},
+		{"read another ConfigMap of its namespace", func() error {
+			_, err := asImporter.CoreV1().ConfigMaps(grant.Namespace).Get(ctx, grant.PoliciesName, metav1.GetOptions{})
+			return err
+		}},
+		{"read the CA bundle of another namespace", func() error {
+			_, err := asImporter.CoreV1().ConfigMaps(metav1.NamespaceDefault).Get(ctx, grant.RootCAConfigMap, metav1.GetOptions{})
+			return err
+		}},
+		{"list ConfigMaps of its namespace", func() error {
+			_, err := asImporter.CoreV1().ConfigMaps(grant.Namespace).List(ctx, metav1.ListOptions{})
 			return err
 		}},
 		{"change its own grants", func() error {

@@ -237,7 +237,7 @@ func (r *Reconciler) ownedConfigMap(ctx context.Context, imp *v1alpha1.ServiceAc
 // writeConfigMap creates the import's ConfigMap or updates what differs, leaving others' labels
 // and annotations.
 func (r *Reconciler) writeConfigMap(ctx context.Context, imp *v1alpha1.ServiceAccountImport, existing *corev1.ConfigMap, rem *remote) error {
-	desired, err := credential.NewConfigMap(imp, credential.Federated{ClusterName: imp.Spec.ClusterName, Server: rem.server, CAData: rem.caData,
+	desired, err := credential.NewConfigMap(imp, credential.Federated{ClusterName: imp.Spec.ClusterName, Server: rem.server, CAData: r.caBundle(rem),
 		Namespace: imp.Spec.Namespace, ServiceAccount: imp.Spec.Name})
 	if err != nil {
 		return err

@@ -74,6 +74,10 @@ type Options struct {
 	// FederationRecheck is how often a Ready federated import is checked again (B's RBAC or
 	// authenticator may change with nothing changing in A); default five minutes.
 	FederationRecheck time.Duration
+	// CABundleRecheck is how often the importer reads the CA bundle each remote cluster reached
+	// through a credential publishes (ConfigMap kube-root-ca.crt), to follow rotations of its
+	// serving CA; default one minute.
+	CABundleRecheck time.Duration
 }
 
 func (o *Options) defaults() error {
@@ -106,6 +110,9 @@ func (o *Options) defaults() error {
 	}
 	if o.FederationRecheck == 0 {
 		o.FederationRecheck = 5 * time.Minute
+	}
+	if o.CABundleRecheck == 0 {
+		o.CABundleRecheck = time.Minute
 	}
 	return nil
 }

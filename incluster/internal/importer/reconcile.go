@@ -133,6 +133,13 @@ func (r *Reconciler) reconcile(ctx context.Context, imp *v1alpha1.ServiceAccount
 	}
 
 	now := r.opts.Clock.Now()
+	cred := v1alpha1.IsClusterCredential(imp, r.opts.Namespace)
+	if cred {
+		// B's CA bundle, read with the credential once per recheck: when it changed, the
+		// credential's secret is rewritten below (keep) with the merged bundle, which rebuilds the
+		// client and, through the watch on that secret, reconciles every import of B.
+		r.learnCA(ctx, rem, now)
+	}
 	st, hasState := readTokenState(imp, secret != nil)
 	trigger := refreshReason(imp, st, hasState, now)
 	// About to mint a token: decide again on what the API server holds where the cache may not
@@ -175,10 +182,19 @@ func (r *Reconciler) reconcile(ctx context.Context, imp *v1alpha1.ServiceAccount
 		st, hasState = readTokenState(imp, secret != nil)
 		trigger = refreshReason(imp, st, hasState, now)
 	}
+	var out *outcome
 	if trigger == "" {
-		return r.keep(ctx, imp, secret, st, rem, now)
+		out, err = r.keep(ctx, imp, secret, st, rem, now)
+	} else {
+		out, err = r.refresh(ctx, imp, metadataSecret(secret), st, hasState, rem, trigger, now)
 	}
-	return r.refresh(ctx, imp, metadataSecret(secret), st, hasState, rem, trigger, now)
+	if cred && rem.published != nil && out != nil && out.reason == v1alpha1.ReasonTokenIssued &&
+		(out.requeueAfter <= 0 || out.requeueAfter > r.opts.CABundleRecheck) {
+		// The credential comes back every recheck to read B's CA bundle again (learnCA): nothing
+		// else would tell the importer that B publishes a new CA.
+		out.requeueAfter = r.opts.CABundleRecheck
+	}
+	return out, err
 }
 
 // persistTimeout bounds the writes that record a minted token when the importer is stopping.
@@ -564,8 +580,11 @@ func (r *Reconciler) clearToken(ctx context.Context, imp *v1alpha1.ServiceAccoun
 	return full, nil
 }
 
+// data is what the importer writes in an import's secret. Its CA is caBundle's: when B publishes
+// a new CA, the secret's digest (secretDigest covers ca.crt and config) no longer matches, and
+// keep rewrites the secret.
 func (r *Reconciler) data(imp *v1alpha1.ServiceAccountImport, rem *remote, token string) credential.Data {
-	return credential.Data{ClusterName: imp.Spec.ClusterName, Server: rem.server, CAData: rem.caData, Namespace: imp.Spec.Namespace, Token: token}
+	return credential.Data{ClusterName: imp.Spec.ClusterName, Server: rem.server, CAData: r.caBundle(rem), Namespace: imp.Spec.Namespace, Token: token}
 }
 
 func (r *Reconciler) readyMessage(imp *v1alpha1.ServiceAccountImport, st tokenState) string {

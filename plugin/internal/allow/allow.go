@@ -232,11 +232,13 @@ func Allow(ctx context.Context, source *kube.Clients, g Grant, u *ui.UI) ([]kube
 			return results, source.APIError(err)
 		}
 		if len(g.IntoNamespaces) > 0 {
-			if err := editAllowedImporters(ctx, source, ref, func(a grant.AllowedImporters) (grant.AllowedImporters, error) {
+			r, err := editAllowedImporters(ctx, source, ref, func(a grant.AllowedImporters) (grant.AllowedImporters, error) {
 				return a.With(g.ImportingCluster, g.IntoNamespaces...), nil
-			}); err != nil {
+			})
+			if err != nil {
 				return results, err
 			}
+			results = append(results, r)
 		}
 	}
 	return results, nil
@@ -274,7 +276,7 @@ func Disallow(ctx context.Context, source *kube.Clients, g Grant) ([]kube.Result
 		var ungrant []ServiceAccountRef
 		for _, ref := range g.ServiceAccounts {
 			left := true
-			if err := editAllowedImporters(ctx, source, ref, func(a grant.AllowedImporters) (grant.AllowedImporters, error) {
+			if _, err := editAllowedImporters(ctx, source, ref, func(a grant.AllowedImporters) (grant.AllowedImporters, error) {
 				if !a.Names(g.ImportingCluster) {
 					return nil, fmt.Errorf("%s may import %s into any of its namespaces (none is listed for it): there is no namespace to remove. To stop it importing %s, run `kubectl mcsa disallow %s %s%s`; to narrow it, list the namespaces it keeps with `kubectl mcsa allow %s %s --into-namespaces NS,...%s`",
 						g.ImportingCluster, ref, ref, g.ImportingCluster, ref, source.ContextFlag(), g.ImportingCluster, ref, source.ContextFlag())
@@ -360,21 +362,24 @@ func Disallow(ctx context.Context, source *kube.Clients, g Grant) ([]kube.Result
 }
 
 // editAllowedImporters rewrites a service account's allowed-importers annotation, with
-// optimistic concurrency (the patch carries the resourceVersion read).
-func editAllowedImporters(ctx context.Context, source *kube.Clients, ref ServiceAccountRef, edit func(grant.AllowedImporters) (grant.AllowedImporters, error)) error {
+// optimistic concurrency (the patch carries the resourceVersion read). The result's object is
+// the service account with that annotation only (what is written), and source's dry run makes
+// it dry.
+func editAllowedImporters(ctx context.Context, source *kube.Clients, ref ServiceAccountRef, edit func(grant.AllowedImporters) (grant.AllowedImporters, error)) (kube.Result, error) {
 	sa, err := source.Kube.CoreV1().ServiceAccounts(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
 	if err != nil {
-		return source.APIError(err)
+		return kube.Result{}, source.APIError(err)
 	}
 	current := grant.AllowedImporters{}
-	if v, ok := sa.Annotations[v1alpha1.AllowedImportersAnnotation]; ok {
+	v, annotated := sa.Annotations[v1alpha1.AllowedImportersAnnotation]
+	if annotated {
 		if current, err = grant.ParseAllowedImporters(v); err != nil {
-			return fmt.Errorf("service account %s: %w; fix or remove the annotation first", ref, err)
+			return kube.Result{}, fmt.Errorf("service account %s: %w; fix or remove the annotation first", ref, err)
 		}
 	}
 	edited, err := edit(current)
 	if err != nil {
-		return err
+		return kube.Result{}, err
 	}
 	// An empty list restricts nobody: remove the annotation rather than leave one that reads as
 	// "nobody".
@@ -382,12 +387,29 @@ func editAllowedImporters(ctx context.Context, source *kube.Clients, ref Service
 	if len(edited) > 0 {
 		value = ptr.To(edited.String())
 	}
+	written := &corev1.ServiceAccount{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},
+		ObjectMeta: metav1.ObjectMeta{Name: ref.Name, Namespace: ref.Namespace}}
+	if value != nil {
+		written.Annotations = map[string]string{v1alpha1.AllowedImportersAnnotation: *value}
+	}
+	u, err := kube.ToUnstructured(written)
+	if err != nil {
+		return kube.Result{}, err
+	}
+	res := kube.Result{Object: u, Action: kube.Configured, In: source}
+	if (value == nil && !annotated) || (value != nil && annotated && *value == v) {
+		res.Action = kube.Unchanged
+	}
+	if source.WritesNothing() {
+		return res, nil
+	}
 	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{
 		"resourceVersion": sa.ResourceVersion,
 		"annotations":     map[string]*string{v1alpha1.AllowedImportersAnnotation: value},
 	}})
-	_, err = source.Kube.CoreV1().ServiceAccounts(ref.Namespace).Patch(ctx, ref.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: kube.FieldManager})
-	return source.APIError(err)
+	_, err = source.Kube.CoreV1().ServiceAccounts(ref.Namespace).Patch(ctx, ref.Name, types.MergePatchType, patch,
+		metav1.PatchOptions{FieldManager: kube.FieldManager, DryRun: source.DryRunOpts(false)})
+	return res, source.APIError(err)
 }
 
 func byNamespace(refs []ServiceAccountRef) map[string][]string {

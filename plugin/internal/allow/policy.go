@@ -22,18 +22,22 @@ import (
 
 // WritePolicies sets the entries of set and removes the keys of remove in ConfigMap
 // grant.PoliciesName of namespace, creating it if needed. Each key is patched alone (a JSON merge
-// patch), so that grants of other pairs written meanwhile are kept.
+// patch), so that grants of other pairs written meanwhile are kept. The result's object is the
+// ConfigMap with every entry it then holds, and source's dry run makes it dry.
 func WritePolicies(ctx context.Context, source *kube.Clients, namespace string, set map[string]string, remove []string) (kube.Result, error) {
 	cms := source.Kube.CoreV1().ConfigMaps(namespace)
 	cm := grant.Policies(namespace)
 	before, err := cms.Get(ctx, cm.Name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err) && len(set) == 0:
-		return policiesResult(cm, kube.NotFound), nil
+		return policiesResult(source, cm, kube.NotFound), nil
+	case apierrors.IsNotFound(err) && source.WritesNothing():
+		cm.Data = set
+		return policiesResult(source, cm, kube.Created), nil
 	case apierrors.IsNotFound(err):
 		cm.Data = set
-		if _, err := cms.Create(ctx, cm, metav1.CreateOptions{FieldManager: kube.FieldManager}); err == nil {
-			return policiesResult(cm, kube.Created), nil
+		if _, err := cms.Create(ctx, cm, metav1.CreateOptions{FieldManager: kube.FieldManager, DryRun: source.DryRunOpts(false)}); err == nil {
+			return policiesResult(source, cm, kube.Created), nil
 		} else if !apierrors.IsAlreadyExists(err) {
 			return kube.Result{}, fmt.Errorf("creating token policies %s/%s in %s: %w", namespace, cm.Name, source.Describe(), source.APIError(err))
 		}
@@ -41,14 +45,29 @@ func WritePolicies(ctx context.Context, source *kube.Clients, namespace string, 
 	case err != nil:
 		return kube.Result{}, source.APIError(err)
 	}
-	after, err := cms.Patch(ctx, cm.Name, types.MergePatchType, grant.PoliciesPatch(set, remove), metav1.PatchOptions{FieldManager: kube.FieldManager})
-	if err != nil {
-		return kube.Result{}, fmt.Errorf("writing token policies %s/%s in %s: %w", namespace, cm.Name, source.Describe(), source.APIError(err))
+	var after map[string]string
+	if source.WritesNothing() {
+		after = maps.Clone(before.Data)
+		if after == nil {
+			after = map[string]string{}
+		}
+		maps.Copy(after, set)
+		for _, k := range remove {
+			delete(after, k)
+		}
+	} else {
+		patched, err := cms.Patch(ctx, cm.Name, types.MergePatchType, grant.PoliciesPatch(set, remove),
+			metav1.PatchOptions{FieldManager: kube.FieldManager, DryRun: source.DryRunOpts(false)})
+		if err != nil {
+			return kube.Result{}, fmt.Errorf("writing token policies %s/%s in %s: %w", namespace, cm.Name, source.Describe(), source.APIError(err))
+		}
+		after = patched.Data
 	}
-	if maps.Equal(before.Data, after.Data) {
-		return policiesResult(cm, kube.Unchanged), nil
+	cm.Data = after
+	if maps.Equal(before.Data, after) {
+		return policiesResult(source, cm, kube.Unchanged), nil
 	}
-	return policiesResult(cm, kube.Configured), nil
+	return policiesResult(source, cm, kube.Configured), nil
 }
 
 // readPolicies is the data of ConfigMap grant.PoliciesName of namespace (none if it is missing).
@@ -102,7 +121,7 @@ func warnUnenforced(ctx context.Context, source *kube.Clients, importingCluster 
 	}
 }
 
-func policiesResult(cm *corev1.ConfigMap, action kube.Action) kube.Result {
+func policiesResult(source *kube.Clients, cm *corev1.ConfigMap, action kube.Action) kube.Result {
 	u, _ := kube.ToUnstructured(cm)
-	return kube.Result{Object: u, Action: action}
+	return kube.Result{Object: u, Action: action, In: source}
 }

@@ -1,7 +1,8 @@
 // Package bootstrap lets a target cluster import service accounts from a source cluster: in
-// the source, the importer's identity, allowed to renew its own token and nothing else; in the
-// target, the cluster credential (the import named after the source) with a first token minted
-// through the operator's own access.
+// the source, the importer's identity, allowed to renew its own token and to read the CA bundle
+// the source publishes (kube-root-ca.crt), nothing else; in the target, the cluster credential
+// (the import named after the source) with a first token minted through the operator's own
+// access.
 package bootstrap
 
 import (
@@ -12,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -24,7 +24,6 @@ import (
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/grant"
 	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/allow"
 	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/imports"
-	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/inspect"
 	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/kube"
 	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/ui"
 )
@@ -107,12 +106,15 @@ func (o *Options) Run(ctx context.Context) (*Result, error) {
 		return nil
 	}
 
-	o.UI.Step("source %s (%s): importer identity %s/%s, allowed to renew its own token", o.SourceName, o.Source.Describe(), grant.Namespace, grant.ServiceAccountName(o.TargetName))
+	o.UI.Step("source %s (%s): importer identity %s/%s, allowed to renew its own token and to read the CA bundle the source publishes", o.SourceName, o.Source.Describe(), grant.Namespace, grant.ServiceAccountName(o.TargetName))
 	for _, obj := range []runtime.Object{
 		grant.ImporterNamespace(),
 		grant.ImporterServiceAccount(o.TargetName),
 		grant.SelfRenewRole(o.TargetName),
 		grant.SelfRenewRoleBinding(o.TargetName),
+		// Read access to B's published CA bundle, so that the importer follows B's CA rotations.
+		grant.CAReaderRole(o.TargetName),
+		grant.CAReaderRoleBinding(o.TargetName),
 		// The anchor its tokens are bound to: deleting it cuts the target off.
 		grant.ClusterCredentialAnchor(o.TargetName),
 	} {
@@ -131,16 +133,12 @@ func (o *Options) Run(ctx context.Context) (*Result, error) {
 	if o.SourceServer != "" {
 		server = o.SourceServer
 	}
-	name := grant.ServiceAccountName(o.TargetName)
-	seconds := int64(o.TokenTTL / time.Second)
-	tr, err := o.Source.Kube.CoreV1().ServiceAccounts(grant.Namespace).CreateToken(ctx, name, &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
-		ExpirationSeconds: &seconds, BoundObjectRef: grant.BoundObjectRef(o.TargetName, name),
-	}}, metav1.CreateOptions{})
+	first, err := o.mintFirstToken(ctx) // in a dry run, no token: see dryrun.go
 	if err != nil {
-		return res, fmt.Errorf("minting a token for service account %s/%s in %s: %w", grant.Namespace, name, o.Source.Describe(), o.Source.APIError(err))
+		return res, err
 	}
-	res.Expiration = tr.Status.ExpirationTimestamp.Time
-	if err := o.tokenPolicy(ctx, tr.Status.Token, res, apply); err != nil {
+	res.Expiration = first.Expiration
+	if err := o.tokenPolicy(ctx, first.Audiences, res, apply); err != nil {
 		return res, err
 	}
 
@@ -161,6 +159,10 @@ func (o *Options) Run(ctx context.Context) (*Result, error) {
 	if err := apply(o.Target, sai); err != nil {
 		return res, err
 	}
+	if o.dryRun() != kube.NoDryRun {
+		o.UI.Info("%s", o.SkippedSecret())
+		return res, nil
+	}
 	// The secret's owner reference needs the import's UID.
 	current, err := (&imports.Client{Clients: o.Target}).Get(ctx, v1alpha1.DefaultNamespace, o.SourceName)
 	if err != nil {
@@ -171,7 +173,7 @@ func (o *Options) Run(ctx context.Context) (*Result, error) {
 		Server:      server,
 		CAData:      ca,
 		Namespace:   grant.Namespace,
-		Token:       tr.Status.Token,
+		Token:       first.Token,
 	})
 	if err != nil {
 		return res, err
@@ -203,15 +205,11 @@ func (o *Options) clusterWideGrant(ctx context.Context, apply func(*kube.Clients
 
 // tokenPolicy installs in the source the admission policy enforcing grants' token policies
 // (grant.TokenPolicy) and the credential's own: its tokens live at most --token-ttl. The API
-// server's own audiences, which the policy must know, are those of token, minted without any.
-func (o *Options) tokenPolicy(ctx context.Context, token string, res *Result, apply func(*kube.Clients, runtime.Object) error) error {
-	claims, err := inspect.DecodeToken(token)
-	if err != nil || len(claims.Audiences) == 0 {
-		return fmt.Errorf("reading the audiences of the token %s minted: %v", o.Source.Describe(), err)
-	}
+// server's own audiences, which the policy must know, are those of a token minted without any.
+func (o *Options) tokenPolicy(ctx context.Context, audiences []string, res *Result, apply func(*kube.Clients, runtime.Object) error) error {
 	o.UI.Step("source %s: token policy admission (the API server's audiences: %s); the credential's tokens live at most %s",
-		o.SourceName, strings.Join(claims.Audiences, ","), o.TokenTTL)
-	for _, obj := range []runtime.Object{grant.TokenPolicy(claims.Audiences), grant.TokenPolicyBinding()} {
+		o.SourceName, strings.Join(audiences, ","), o.TokenTTL)
+	for _, obj := range []runtime.Object{grant.TokenPolicy(audiences), grant.TokenPolicyBinding()} {
 		if err := apply(o.Source, obj); err != nil {
 			return err
 		}

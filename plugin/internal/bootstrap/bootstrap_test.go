@@ -52,7 +52,9 @@ func TestRun(t *testing.T) {
 	sourceObjects := []string{
 		"ConfigMap/" + ns + "/" + grant.PoliciesName,
 		"Namespace/" + ns,
+		"Role.rbac.authorization.k8s.io/" + ns + "/mcsa-importer-ca:cluster1",
 		"Role.rbac.authorization.k8s.io/" + ns + "/mcsa-importer-self:cluster1",
+		"RoleBinding.rbac.authorization.k8s.io/" + ns + "/mcsa-importer-ca:cluster1",
 		"RoleBinding.rbac.authorization.k8s.io/" + ns + "/mcsa-importer-self:cluster1",
 		"Secret/" + ns + "/" + grant.AnchorName("cluster1", "cluster1"),
 		"ServiceAccount/" + ns + "/cluster1",
@@ -121,10 +123,18 @@ func TestRun(t *testing.T) {
 				t.Errorf("printed:\n%s\nwant the warning %q", out.String(), tt.warning)
 			}
 
-			// The importer identity may renew its own token, nothing else.
+			// The importer identity may renew its own token and read B's published CA bundle,
+			// nothing else.
 			r, err := source.Kube.RbacV1().Roles(ns).Get(ctx, grant.SelfRenewName("cluster1"), metav1.GetOptions{})
 			if err != nil || len(r.Rules) != 1 || strings.Join(r.Rules[0].Resources, ",") != "serviceaccounts/token" || strings.Join(r.Rules[0].ResourceNames, ",") != "cluster1" {
 				t.Errorf("self-renew role: %+v, %v", r, err)
+			}
+			r, err = source.Kube.RbacV1().Roles(ns).Get(ctx, grant.CAReaderName("cluster1"), metav1.GetOptions{})
+			if err != nil || len(r.Rules) != 1 || strings.Join(r.Rules[0].Verbs, ",") != "get" || strings.Join(r.Rules[0].Resources, ",") != "configmaps" || strings.Join(r.Rules[0].ResourceNames, ",") != grant.RootCAConfigMap {
+				t.Errorf("CA reader role: %+v, %v", r, err)
+			}
+			if rb, err := source.Kube.RbacV1().RoleBindings(ns).Get(ctx, grant.CAReaderName("cluster1"), metav1.GetOptions{}); err != nil || len(rb.Subjects) != 1 || rb.Subjects[0] != grant.Subject("cluster1") {
+				t.Errorf("CA reader binding: %+v, %v", rb, err)
 			}
 			// The credential: an import of the importer identity, renewed with TokenTTL.
 			sai, err := (&imports.Client{Clients: target.Clients()}).Get(ctx, ns, "cluster2")
@@ -169,6 +179,8 @@ func TestRunAgain(t *testing.T) {
 		"serviceaccount/cluster1 unchanged",
 		"role/mcsa-importer-self:cluster1 unchanged",
 		"rolebinding/mcsa-importer-self:cluster1 unchanged",
+		"role/mcsa-importer-ca:cluster1 unchanged",
+		"rolebinding/mcsa-importer-ca:cluster1 unchanged",
 		"secret/" + grant.AnchorName("cluster1", "cluster1") + " unchanged",
 		"validatingadmissionpolicy/" + grant.TokenPolicyName + " unchanged",
 		"validatingadmissionpolicybinding/" + grant.TokenPolicyName + " unchanged",

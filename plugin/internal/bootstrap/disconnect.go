@@ -36,7 +36,8 @@ import (
 type Disconnect struct {
 	Target, Source         *kube.Clients
 	TargetName, SourceName string
-	DryRun                 bool
+	// DryRun sends every deletion with dryRun; the clients' own DryRun (client) sends none.
+	DryRun bool
 }
 
 // Plan lists the imports from the source in the target: what Run deletes there besides the
@@ -264,12 +265,11 @@ func (d *Disconnect) removeAllowedImporters(ctx context.Context) ([]kube.Result,
 			"resourceVersion": sa.ResourceVersion,
 			"annotations":     map[string]*string{v1alpha1.AllowedImportersAnnotation: value},
 		}})
-		opts := metav1.PatchOptions{FieldManager: kube.FieldManager}
-		if d.DryRun {
-			opts.DryRun = []string{metav1.DryRunAll}
-		}
-		if _, err := s.Kube.CoreV1().ServiceAccounts(sa.Namespace).Patch(ctx, sa.Name, types.MergePatchType, patch, opts); err != nil {
-			return results, s.APIError(err)
+		opts := metav1.PatchOptions{FieldManager: kube.FieldManager, DryRun: s.DryRunOpts(d.DryRun)}
+		if !s.WritesNothing() { // a client dry run sends nothing
+			if _, err := s.Kube.CoreV1().ServiceAccounts(sa.Namespace).Patch(ctx, sa.Name, types.MergePatchType, patch, opts); err != nil {
+				return results, s.APIError(err)
+			}
 		}
 		u, _ := kube.ToUnstructured(typed(&sa, corev1.SchemeGroupVersion.WithKind("ServiceAccount")))
 		results = append(results, kube.Result{Object: u, Action: kube.Configured})

@@ -22,14 +22,17 @@ type AllowOptions struct {
 	ui      *ui.UI
 	connect clientsFunc
 
-	Grant allow.Grant
+	Grant  allow.Grant
+	DryRun string
+	Output string
 	// tokenFlags are the flags of token grants given on the command line.
 	tokenFlags []string
+	dryRun     kube.DryRun
 }
 
 // NewAllowOptions are allow's defaults.
 func NewAllowOptions(streams genericiooptions.IOStreams, configFlags *genericclioptions.ConfigFlags) *AllowOptions {
-	return &AllowOptions{IOStreams: streams, ui: ui.New(streams.ErrOut), connect: clientsFor(configFlags)}
+	return &AllowOptions{IOStreams: streams, ui: ui.New(streams.ErrOut), connect: clientsFor(configFlags), DryRun: "none"}
 }
 
 // NewCmdAllow is `kubectl mcsa allow`.
@@ -63,13 +66,21 @@ It also lets the importing cluster's importer check the grant. Running it again 
 grant with the namespaces, verbs and resources given. Constrained impersonation needs Kubernetes
 1.36 or later (beta, on by default); on older servers, --unconstrained-impersonation grants the
 legacy impersonate verb instead: the importing cluster may then do all that the service account
-may do. --namespace-wide, --max-token-lifetime and --audiences do not apply to it.`,
+may do. --namespace-wide, --max-token-lifetime and --audiences do not apply to it.
+
+With -o yaml or json, it prints the objects it wrote (or, with --dry-run, would write) as one
+List, for ` + "`kubectl apply -f`" + ` or a Git repository synced to this cluster: the roles, bindings,
+anchors and the token policies ConfigMap with every entry it holds, and, with --into-namespaces,
+the service account with its allowed-importers annotation only. A dry run reads this cluster (to
+merge with what is granted already) and writes nothing; --dry-run=server also sends every write
+with dryRun, for the API server to validate.`,
 		Example: `  kubectl mcsa allow cluster1 default/pod-lister --context cluster2
   kubectl mcsa allow cluster1 default/pod-lister --into-namespaces team-a,team-b --context cluster2
   kubectl mcsa allow cluster1 --namespace-wide monitoring --context cluster2
   kubectl mcsa allow cluster1 default/vault-auth --max-token-lifetime 15m --audiences vault --context cluster2
   kubectl mcsa allow cluster1 apps/reader --federated --into-namespaces team --verbs get,list,watch --resources pods,apps/deployments --context cluster2
-  kubectl mcsa allow cluster1 apps/reader --federated --unconstrained-impersonation --context cluster2`,
+  kubectl mcsa allow cluster1 apps/reader --federated --unconstrained-impersonation --context cluster2
+  kubectl mcsa allow cluster1 default/pod-lister --context cluster2 --dry-run=client -o yaml > cluster2/allow-cluster1.yaml`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: runE(o),
 	}
@@ -90,6 +101,8 @@ may do. --namespace-wide, --max-token-lifetime and --audiences do not apply to i
 		"with --federated, the resources the impersonation may be used on, as GROUP/RESOURCE or RESOURCE of the core group, e.g. pods,apps/deployments (default all)")
 	f.BoolVar(&o.Grant.Unconstrained, allow.UnconstrainedFlag, o.Grant.Unconstrained,
 		"with --federated, grant the legacy impersonate verb, for servers before Kubernetes 1.36: all the service account may do, whatever the verbs and resources")
+	addDryRunFlag(cmd, &o.DryRun, `"client" prints what would be written, "server" also sends every write with dryRun; "none" writes`)
+	addObjectsOutputFlag(cmd, &o.Output, "yaml or json: print the objects written (or that would be) as a List")
 	must(cmd.RegisterFlagCompletionFunc(allow.VerbsFlag, completeList(func(*cobra.Command) ([]string, error) { return grant.StandardVerbs(), nil })))
 	must(cmd.RegisterFlagCompletionFunc(allow.ResourcesFlag, completeList(apiResources(configFlags))))
 	return cmd
@@ -111,8 +124,15 @@ func (o *AllowOptions) Complete(cmd *cobra.Command, args []string) error {
 	return err
 }
 
-// Validate checks the grant before connecting.
+// Validate checks the flags and the grant before connecting.
 func (o *AllowOptions) Validate() error {
+	var err error
+	if o.dryRun, err = kube.ParseDryRun(o.DryRun); err != nil {
+		return err
+	}
+	if err := validateObjectsOutput(o.Output); err != nil {
+		return err
+	}
 	if o.Grant.Federated && len(o.tokenFlags) > 0 {
 		return allow.NotFederated(o.tokenFlags[0])
 	}
@@ -125,14 +145,12 @@ func (o *AllowOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	cl.DryRun = o.dryRun // the engine's writes are dry through its clients
 	if o.Grant.Federated {
 		return o.runFederated(ctx, cl)
 	}
 	results, err := allow.Allow(ctx, cl, o.Grant, o.ui)
-	if err := printResults(o.Out, results, false); err != nil {
-		return err
-	}
-	if err != nil {
+	if done, err := o.printWritten(results, err); done || err != nil {
 		return err
 	}
 	if len(o.Grant.IntoNamespaces) > 0 {
@@ -152,10 +170,7 @@ func (o *AllowOptions) Run(ctx context.Context) error {
 func (o *AllowOptions) runFederated(ctx context.Context, cl *kube.Clients) error {
 	g := o.Grant
 	results, err := allow.Federated(ctx, cl, g, o.ui)
-	if err := printResults(o.Out, results, false); err != nil {
-		return err
-	}
-	if err != nil {
+	if done, err := o.printWritten(results, err); done || err != nil {
 		return err
 	}
 	who := "every namespace of " + g.ImportingCluster
@@ -179,4 +194,30 @@ func sourceNameHint(cl *kube.Clients) string {
 		return name
 	}
 	return "THIS_CLUSTER"
+}
+
+// printWritten prints what the grant wrote, and tells whether that is all there is to say: with
+// -o, the objects as a List; in a dry run, each object's would-be action. Otherwise, the
+// actions, but for the allowed-importers annotations of service accounts, which Run words itself.
+func (o *AllowOptions) printWritten(results []kube.Result, err error) (bool, error) {
+	switch {
+	case o.Output != "" && err == nil:
+		_, err := printStructured(o.Out, o.Output, objectsList(written(results, o.dryRun, o.ui)))
+		if err == nil && o.dryRun != kube.NoDryRun {
+			o.ui.Info("(dry run) nothing was written")
+		}
+		return true, err
+	case o.Output != "":
+		return true, err
+	case o.dryRun != kube.NoDryRun:
+		if perr := printWritten(o.Out, results, o.dryRun); perr != nil {
+			return true, perr
+		}
+		return true, err
+	}
+	shown := slices.DeleteFunc(slices.Clone(results), func(r kube.Result) bool { return r.Object.GetKind() == "ServiceAccount" })
+	if perr := printResults(o.Out, shown, false); perr != nil {
+		return true, perr
+	}
+	return err != nil, err
 }

@@ -2,13 +2,16 @@ package cmd
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/api/v1alpha1"
 	"github.com/kubectl-mcsa/kubectl-mcsa/incluster/grant"
 	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/bootstrap"
 	"github.com/kubectl-mcsa/kubectl-mcsa/plugin/internal/kube"
@@ -28,7 +31,10 @@ type BootstrapOptions struct {
 	SourceServer string
 	AllowAll     bool
 	TokenTTL     time.Duration
+	DryRun       string
+	Output       string
 
+	dryRun kube.DryRun
 	engine bootstrap.Options
 }
 
@@ -46,6 +52,7 @@ func NewBootstrapOptions(streams genericiooptions.IOStreams, configFlags *generi
 		// bootstrap), short enough that a leaked one is soon useless; it can only mint tokens
 		// of granted service accounts anyway.
 		TokenTTL: 12 * time.Hour,
+		DryRun:   "none",
 	}
 }
 
@@ -59,7 +66,8 @@ func NewCmdBootstrap(streams genericiooptions.IOStreams, configFlags *genericcli
 target first, source second).
 
 In the source, it creates the importer's identity (namespace multicluster-service-account, a
-service account named after the target) allowed to renew its own token and nothing else. In the
+service account named after the target) allowed to renew its own token and to read the CA bundle
+the source publishes (ConfigMap kube-root-ca.crt of that namespace), nothing else. In the
 target, it creates the cluster credential: the import named after the source, with a first token
 minted through your own access. Service accounts are then granted one by one with
 ` + "`kubectl mcsa allow`" + `. Running it again repairs drift and never duplicates.
@@ -67,10 +75,27 @@ minted through your own access. Service accounts are then granted one by one wit
 Cluster names default to the contexts' names (made valid object names, with a warning when that
 changes them): imports name the source by it (` + "`kubectl mcsa import SOURCE/NS/SA`" + `), and allow names the
 target by it. The source's API URL must be one the target's pods reach: a loopback URL (kind,
-k3d, minikube) is refused unless --source-server gives the right one.`,
+k3d, minikube) is refused unless --source-server gives the right one.
+
+With -o yaml or json, it prints what it wrote (or, with --dry-run, would write) as two Lists,
+the source's first, then the target's, each for ` + "`kubectl apply --context CONTEXT -f`" + ` (or a Git
+repository synced to that cluster): in YAML, two documents, each under a comment
+"# cluster: CONTEXT"; in JSON, two Lists one after the other. Each List also names its context
+in the annotation ` + ContextAnnotation + `. Apply each to its own cluster only.
+The credential's Secret, which holds a token, is never printed.
+
+A dry run writes nothing (--dry-run=server sends every write with dryRun, for the API servers
+to validate) and mints no credential: the credential's Secret, which holds its first token, is
+neither written nor printed. Once the Lists are applied, the credential reports ClusterUnknown
+until bootstrap runs once with the same arguments, without --dry-run, to mint that token; keep
+the Secret out of Git, as the importer renews the token in it. To learn the audiences of the
+source's API server (for its token policy), a dry run requests a 10-minute token of
+default/default in the source and discards it or, if that is refused, reads them from the token
+policy an earlier bootstrap installed there.`,
 		Example: `  kubectl mcsa bootstrap cluster1 cluster2
   kubectl mcsa bootstrap --target-context cluster1 --source-context gke_proj_zone_c2 --source-name cluster2
-  kubectl mcsa bootstrap cluster1 cluster2 --source-server https://cluster2.internal:6443`,
+  kubectl mcsa bootstrap cluster1 cluster2 --source-server https://cluster2.internal:6443
+  kubectl mcsa bootstrap cluster1 cluster2 --dry-run=client -o yaml > bootstrap.yaml   # two Lists: the source's, the target's`,
 		Args:              cobra.RangeArgs(0, 2),
 		ValidArgsFunction: completeContextPair(configFlags),
 		RunE:              runE(o),
@@ -80,6 +105,8 @@ k3d, minikube) is refused unless --source-server gives the right one.`,
 	f.StringVar(&o.SourceServer, "source-server", o.SourceServer, "the source's API URL as the target's pods reach it (default: the kubeconfig's, unless it is loopback)")
 	f.BoolVar(&o.AllowAll, "allow-all-service-accounts", o.AllowAll, "let the target import ANY service account of the source, as the original project did (not recommended)")
 	f.DurationVar(&o.TokenTTL, "token-ttl", o.TokenTTL, "lifetime of the importer's credential tokens, renewed at about 80%")
+	addDryRunFlag(cmd, &o.DryRun, `"client" prints what would be written, "server" also sends every write with dryRun; neither mints the credential's token nor writes its Secret; "none" writes`)
+	addObjectsOutputFlag(cmd, &o.Output, "yaml or json: print the objects written (or that would be) as a List per cluster, the source's then the target's, without the credential's Secret")
 	must(cmd.RegisterFlagCompletionFunc("source-server", noCompletion))
 	return cmd
 }
@@ -96,18 +123,44 @@ func (o *BootstrapOptions) Complete(_ *cobra.Command, args []string) error {
 	return nil
 }
 
-// Validate checks the names and the lifetime before anything is read from the clusters.
-func (o *BootstrapOptions) Validate() error { return o.engine.Validate() }
+// Validate checks the flags, names and lifetime before anything is read from the clusters.
+func (o *BootstrapOptions) Validate() error {
+	var err error
+	if o.dryRun, err = kube.ParseDryRun(o.DryRun); err != nil {
+		return err
+	}
+	if err := validateObjectsOutput(o.Output); err != nil {
+		return err
+	}
+	// The engine's writes are dry through its clients.
+	o.Target.DryRun, o.Source.DryRun = o.dryRun, o.dryRun
+	return o.engine.Validate()
+}
 
 // Run checks the target, then writes in the source and the target.
 func (o *BootstrapOptions) Run(ctx context.Context) error {
 	e := &o.engine
 	res, err := e.Run(ctx)
-	if err := printResults(o.Out, res.Applied, false); err != nil {
-		return err
+	if o.Output == "" {
+		if err := printWritten(o.Out, res.Applied, o.dryRun); err != nil {
+			return err
+		}
+	}
+	if err != nil && o.dryRun == kube.ServerDryRun && apierrors.IsNotFound(err) {
+		// The API server stores nothing of a dry run, not even the namespace the rest needs.
+		return fmt.Errorf("%w: a server dry run needs the namespaces it writes in to exist already (%s, in a source bootstrapped for the first time); --dry-run=client needs none", err, grant.Namespace)
 	}
 	if err != nil {
 		return err
+	}
+	if o.Output != "" {
+		if err := o.printLists(res.Applied); err != nil {
+			return err
+		}
+	}
+	if o.dryRun != kube.NoDryRun {
+		o.ui.Info("(dry run) nothing was written in %s or %s", e.Target.Describe(), e.Source.Describe())
+		return nil
 	}
 	o.ui.Info("names: the target (context %s) is %q, the source (context %s) is %q", e.Target.Context, e.TargetName, e.Source.Context, e.SourceName)
 	o.ui.Done("%s can import from %s; the importer renews its credential before %s (in %s)", e.TargetName, e.SourceName,
@@ -120,4 +173,24 @@ func (o *BootstrapOptions) Run(ctx context.Context) error {
 		e.SourceName, e.TargetName, grant.AllowCommand(e.TargetName, e.Source.Context, "NAMESPACE", "SERVICEACCOUNT"),
 		e.TargetName, e.SourceName, e.Target.ContextFlag())
 	return nil
+}
+
+// printLists prints the objects written in each cluster as its List, the source's first, without
+// the credential's Secret: it holds a token, which the importer renews in place.
+func (o *BootstrapOptions) printLists(results []kube.Result) error {
+	var source, target []kube.Result
+	for _, r := range results {
+		switch {
+		case r.In == o.Source:
+			source = append(source, r)
+		case r.In == o.Target && r.Object.GetKind() == "Secret" && r.Object.GetName() == v1alpha1.SecretName(o.SourceName):
+			o.ui.Info("not printed: the credential's Secret %s/%s, which holds a token", r.Object.GetNamespace(), r.Object.GetName())
+		case r.In == o.Target:
+			target = append(target, r)
+		}
+	}
+	return printClusterLists(o.Out, o.Output, []clusterList{
+		{Context: o.SourceContext, Role: "the source, " + o.SourceName, Items: written(source, o.dryRun, o.ui)},
+		{Context: o.TargetContext, Role: "the target, " + o.TargetName, Items: written(target, o.dryRun, o.ui)},
+	})
 }

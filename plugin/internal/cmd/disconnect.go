@@ -29,6 +29,7 @@ type DisconnectOptions struct {
 	DryRun                       string
 	Yes                          bool
 
+	dryRun kube.DryRun
 	engine bootstrap.Disconnect
 }
 
@@ -54,6 +55,7 @@ confirmation: pods mounting them lose them) and the cluster credential. What oth
 clusters share (the importer namespace, the token policy admission) stays. Running it again
 finds nothing to delete.`,
 		Example: `  kubectl mcsa disconnect cluster1 cluster2 --dry-run=server
+  kubectl mcsa disconnect cluster1 cluster2 --dry-run
   kubectl mcsa disconnect cluster1 cluster2 --yes`,
 		Args:              cobra.ExactArgs(2),
 		ValidArgsFunction: completeContextPair(configFlags),
@@ -62,10 +64,8 @@ finds nothing to delete.`,
 	f := cmd.Flags()
 	f.StringVar(&o.TargetName, "target-name", o.TargetName, "name bootstrap gave the importing cluster (default: its context's name)")
 	f.StringVar(&o.SourceName, "source-name", o.SourceName, "name bootstrap gave the cluster imported from (default: its context's name)")
-	f.StringVar(&o.DryRun, "dry-run", o.DryRun, `"server" sends every deletion with dryRun and prints what would go; "none" deletes`)
-	f.Lookup("dry-run").NoOptDefVal = "server"
+	addDryRunFlag(cmd, &o.DryRun, `"client" reads both clusters and prints what would go, "server" also sends every deletion with dryRun; "none" deletes`)
 	f.BoolVarP(&o.Yes, "yes", "y", o.Yes, "delete the target's imports from the source without asking")
-	must(cmd.RegisterFlagCompletionFunc("dry-run", cobra.FixedCompletions([]string{"none", "server"}, cobra.ShellCompDirectiveNoFileComp)))
 	return cmd
 }
 
@@ -93,14 +93,14 @@ func (o *DisconnectOptions) Complete(_ *cobra.Command, args []string) error {
 
 // Validate checks the flags.
 func (o *DisconnectOptions) Validate() error {
-	switch o.DryRun {
-	case "none", "server":
-		o.engine.DryRun = o.DryRun == "server"
-		return nil
-	case "client":
-		return errors.New(`--dry-run=client: disconnect must read both clusters to know what to delete; use --dry-run=server`)
+	dryRun, err := kube.ParseDryRun(o.DryRun)
+	if err != nil {
+		return err
 	}
-	return fmt.Errorf(`--dry-run must be "none" or "server", not %q`, o.DryRun)
+	o.dryRun, o.engine.DryRun = dryRun, dryRun != kube.NoDryRun
+	// A client dry run reads: deletions are dry through the clients.
+	o.engine.Target.DryRun, o.engine.Source.DryRun = dryRun, dryRun
+	return nil
 }
 
 // Run asks before deleting imports, then deletes in the source and the target.
@@ -123,7 +123,7 @@ func (o *DisconnectOptions) Run(ctx context.Context) error {
 		}
 	}
 	results, err := e.Run(ctx, imps)
-	if err := printResults(o.Out, results, e.DryRun); err != nil {
+	if err := printWritten(o.Out, results, o.dryRun); err != nil {
 		return err
 	}
 	if err != nil {

@@ -121,8 +121,9 @@ func TestEndToEnd(t *testing.T) {
 		sas, _ := c2.CoreV1().ServiceAccounts(grant.Namespace).List(ctx, metav1.ListOptions{LabelSelector: grant.Selector("cluster1").String()})
 		roles, _ := c2.RbacV1().Roles(grant.Namespace).List(ctx, metav1.ListOptions{})
 		secrets, _ := c1.CoreV1().Secrets(v1alpha1.DefaultNamespace).List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.ImportNameKey + "=cluster2"})
-		if len(sas.Items) != 1 || len(roles.Items) != 1 || len(secrets.Items) != 1 {
-			t.Fatalf("duplicates after two bootstraps: %d service accounts, %d roles, %d credential secrets", len(sas.Items), len(roles.Items), len(secrets.Items))
+		// Two roles: the self-renew one, and the reader of B's published CA bundle.
+		if len(sas.Items) != 1 || len(roles.Items) != 2 || len(secrets.Items) != 1 {
+			t.Fatalf("duplicates after two bootstraps: %d service accounts, %d roles (want 2), %d credential secrets", len(sas.Items), len(roles.Items), len(secrets.Items))
 		}
 		// Least privilege: the importer's identity in cluster2 may renew its own token only.
 		cred := credential.Parse(secrets.Items[0].Data)

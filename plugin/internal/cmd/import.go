@@ -35,8 +35,10 @@ type ImportOptions struct {
 	Overwrite bool
 	Wait      bool
 	Timeout   time.Duration
+	DryRun    string
 
 	clients *kube.Clients
+	dryRun  kube.DryRun
 }
 
 // NewImportOptions are import's defaults.
@@ -49,6 +51,7 @@ func NewImportOptions(streams genericiooptions.IOStreams, configFlags *genericcl
 		connect:    clientsFor(configFlags),
 		now:        time.Now,
 		Timeout:    time.Minute,
+		DryRun:     "none",
 	}
 }
 
@@ -68,11 +71,16 @@ service-account issuer (federate) and lets this namespace act as its service acc
 --federated); the pods get a token of their own, for the remote cluster only and at most an hour
 long, and a kubeconfig that impersonates the remote service account. The importer checks that
 chain and reports the first broken link with its fix. An import's mode cannot change: to switch,
-delete the import and import again.`,
+delete the import and import again.
+
+With --dry-run, nothing is written (--dry-run=server sends the import with dryRun, for the API
+server to validate), and -o yaml or json prints the import as it would be written, without the
+fields the API server sets, for ` + "`kubectl apply -f`" + ` or a Git repository synced to this cluster.`,
 		Example: `  kubectl mcsa import cluster2/default/pod-lister --wait
   kubectl mcsa import cluster2-default-pod-lister --cluster cluster2 --remote-namespace default --service-account pod-lister
   kubectl mcsa import vault-reader --cluster cluster2 --remote-namespace vault --service-account reader --ttl 2h --audience vault
-  kubectl mcsa import cluster2/apps/reader --federated --wait`,
+  kubectl mcsa import cluster2/apps/reader --federated --wait
+  kubectl mcsa import cluster2/default/pod-lister -n team-a --dry-run=client -o yaml > team-a/import.yaml`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: noCompletion,
 		RunE:              runE(o),
@@ -89,6 +97,7 @@ delete the import and import again.`,
 	f.BoolVar(&o.Overwrite, "overwrite", o.Overwrite, "repoint an existing import of the same name to another service account")
 	f.BoolVar(&o.Wait, "wait", o.Wait, "wait until the import is ready, or report why not")
 	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long --wait waits")
+	addDryRunFlag(cmd, &o.DryRun, `"client" prints the import that would be written, "server" also sends it with dryRun; "none" writes`)
 	o.printFlags.AddFlags(cmd)
 	must(cmd.RegisterFlagCompletionFunc("cluster", completeClusters(configFlags)))
 	must(cmd.RegisterFlagCompletionFunc("remote-namespace", noCompletion))
@@ -144,6 +153,13 @@ func (o *ImportOptions) Complete(_ *cobra.Command, args []string) error {
 
 // Validate checks the import before it is sent.
 func (o *ImportOptions) Validate() error {
+	var err error
+	if o.dryRun, err = kube.ParseDryRun(o.DryRun); err != nil {
+		return err
+	}
+	if o.dryRun != kube.NoDryRun && o.Wait {
+		return errors.New("--wait: a dry run writes no import to wait for")
+	}
 	var missing []string
 	if o.Spec.ClusterName == "" {
 		missing = append(missing, "--cluster")
@@ -164,10 +180,15 @@ func (o *ImportOptions) Validate() error {
 func (o *ImportOptions) Run(ctx context.Context) error {
 	ns := o.clients.Namespace
 	client := &imports.Client{Clients: o.clients}
-	sai, changed, err := client.Apply(ctx, ns, o.Name, o.Spec, o.Overwrite)
+	o.clients.DryRun = o.dryRun // the engine's write is dry through its clients
+	applied, err := client.ApplyDesired(ctx, ns, o.Name, o.Spec, o.Overwrite)
 	if err != nil {
 		return err
 	}
+	if o.dryRun != kube.NoDryRun {
+		return o.printDryRun(applied)
+	}
+	sai, changed := applied.Live, applied.Action != kube.Unchanged
 	action := kube.Unchanged
 	if changed {
 		action = kube.Configured
@@ -202,6 +223,27 @@ func (o *ImportOptions) Run(ctx context.Context) error {
 	}
 	if !o.printFlags.OutputFlagSpecified() {
 		o.ui.Info("Pods in namespace %s get it mounted at %s with the annotation:\n  %s: %s", ns, v1alpha1.MountPath(o.Name), v1alpha1.ImportNameKey, o.Name)
+	}
+	return nil
+}
+
+// printDryRun prints the import a dry run would write, without the fields the API server sets,
+// marked as kubectl marks dry runs.
+func (o *ImportOptions) printDryRun(applied *imports.Applied) error {
+	u, err := kube.ToUnstructured(applied.Desired)
+	if err != nil {
+		return err
+	}
+	o.printFlags.NamePrintFlags.Operation = string(applied.Action) + dryRunMark(o.dryRun)
+	p, err := o.printFlags.ToPrinter()
+	if err != nil {
+		return err
+	}
+	if err := p.PrintObj(kube.WithoutServerFields(u), o.Out); err != nil {
+		return err
+	}
+	if o.printFlags.OutputFlagSpecified() {
+		o.ui.Info("(dry run) nothing was written")
 	}
 	return nil
 }

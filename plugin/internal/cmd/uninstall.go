@@ -21,14 +21,15 @@ type UninstallOptions struct {
 	connect clientsFunc
 
 	DeleteImports bool
-	DryRun        bool
+	DryRun        string
 
 	clients *kube.Clients
+	dryRun  kube.DryRun
 }
 
 // NewUninstallOptions are uninstall's defaults.
 func NewUninstallOptions(streams genericiooptions.IOStreams, configFlags *genericclioptions.ConfigFlags) *UninstallOptions {
-	return &UninstallOptions{IOStreams: streams, ui: ui.New(streams.ErrOut), connect: clientsFor(configFlags)}
+	return &UninstallOptions{IOStreams: streams, ui: ui.New(streams.ErrOut), connect: clientsFor(configFlags), DryRun: "none"}
 }
 
 // NewCmdUninstall is `kubectl mcsa uninstall`.
@@ -44,7 +45,8 @@ cluster credentials) are kept unless --delete-imports is given.`,
 		RunE: runE(o),
 	}
 	cmd.Flags().BoolVar(&o.DeleteImports, "delete-imports", o.DeleteImports, "also delete the CRD (so every import and its secret) and the namespace with the cluster credentials")
-	cmd.Flags().BoolVar(&o.DryRun, "dry-run", o.DryRun, "send the deletions with dryRun: nothing is removed")
+	// A boolean once (a server dry run): bare --dry-run now is kubectl's, client.
+	addDryRunFlag(cmd, &o.DryRun, `"client" prints what would be removed, "server" also sends the deletions with dryRun; "none" removes`)
 	return cmd
 }
 
@@ -55,8 +57,12 @@ func (o *UninstallOptions) Complete(*cobra.Command, []string) error {
 	return err
 }
 
-// Validate has nothing to check: both flags are booleans.
-func (o *UninstallOptions) Validate() error { return nil }
+// Validate checks --dry-run.
+func (o *UninstallOptions) Validate() error {
+	var err error
+	o.dryRun, err = kube.ParseDryRun(o.DryRun)
+	return err
+}
 
 // Run deletes what install applies, in reverse order.
 func (o *UninstallOptions) Run(ctx context.Context) error {
@@ -68,14 +74,18 @@ func (o *UninstallOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	in := &install.Installer{Clients: o.clients, UI: o.ui, DryRun: o.DryRun}
+	o.clients.DryRun = o.dryRun // deletions are dry through the clients
+	in := &install.Installer{Clients: o.clients, UI: o.ui}
 	imports := in.CountImports(ctx)
 	results, err := in.Uninstall(ctx, objs, o.DeleteImports)
-	if err := printResults(o.Out, results, false); err != nil {
+	if err := printWritten(o.Out, results, o.dryRun); err != nil {
 		return err
 	}
 	if err != nil {
 		return err
+	}
+	if o.dryRun != kube.NoDryRun {
+		return nil
 	}
 	if !o.DeleteImports {
 		what := "the ServiceAccountImport API"

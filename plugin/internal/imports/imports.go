@@ -125,41 +125,76 @@ func (c *Client) ListSelected(ctx context.Context, ns, selector string) ([]v1alp
 // Apply creates or updates an import with server-side apply. An existing import naming
 // another remote service account is an error unless overwrite: the name is already taken.
 func (c *Client) Apply(ctx context.Context, ns, name string, spec v1alpha1.ServiceAccountImportSpec, overwrite bool) (*v1alpha1.ServiceAccountImport, bool, error) {
+	a, err := c.ApplyDesired(ctx, ns, name, spec, overwrite)
+	if err != nil {
+		return nil, false, err
+	}
+	return a.Live, a.Action != kube.Unchanged, nil
+}
+
+// Applied is what ApplyDesired did.
+type Applied struct {
+	// Desired is the import as sent (or, in a client dry run, as it would be): no field the
+	// server sets.
+	Desired *v1alpha1.ServiceAccountImport
+	// Live is the import as the server answered (or as it is, when unchanged); in a client dry
+	// run, Desired.
+	Live   *v1alpha1.ServiceAccountImport
+	Action kube.Action
+}
+
+// ApplyDesired is Apply, with the import as sent and what happened to it; the clients' dry
+// run makes it dry.
+func (c *Client) ApplyDesired(ctx context.Context, ns, name string, spec v1alpha1.ServiceAccountImportSpec, overwrite bool) (*Applied, error) {
 	existing, err := c.Get(ctx, ns, name)
 	found := err == nil
 	if err != nil && !apierrors.IsNotFound(err) {
-		return nil, false, err
+		return nil, err
 	}
 	if found && Mode(existing.Spec) != Mode(spec) {
-		return nil, false, fmt.Errorf("import %q already exists in namespace %s as a %s import, and an import's mode cannot change: delete it (`kubectl delete %s %s -n %s%s`) and import again",
+		return nil, fmt.Errorf("import %q already exists in namespace %s as a %s import, and an import's mode cannot change: delete it (`kubectl delete %s %s -n %s%s`) and import again",
 			name, ns, Mode(existing.Spec), v1alpha1.Resource.GroupResource(), name, ns, c.Clients.ContextFlag())
 	}
 	if found && spec.Mode == "" {
 		spec.Mode = existing.Spec.Mode // Token either way: unset is no change
 	}
 	if found && !overwrite && (existing.Spec.ClusterName != spec.ClusterName || existing.Spec.Namespace != spec.Namespace || existing.Spec.Name != spec.Name) {
-		return nil, false, fmt.Errorf("import %q already exists in namespace %s and imports %s/%s/%s: choose another name, or pass --overwrite to repoint it",
+		return nil, fmt.Errorf("import %q already exists in namespace %s and imports %s/%s/%s: choose another name, or pass --overwrite to repoint it",
 			name, ns, existing.Spec.ClusterName, existing.Spec.Namespace, existing.Spec.Name)
-	}
-	if found && reflect.DeepEqual(existing.Spec, spec) {
-		return existing, false, nil
 	}
 	obj := &v1alpha1.ServiceAccountImport{
 		TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: "ServiceAccountImport"},
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec:       spec,
 	}
+	switch {
+	case found && reflect.DeepEqual(existing.Spec, spec):
+		return &Applied{Desired: obj, Live: existing, Action: kube.Unchanged}, nil
+	case c.Clients.WritesNothing():
+		a := &Applied{Desired: obj, Live: obj, Action: kube.Created}
+		if found {
+			a.Action = kube.Configured
+		}
+		return a, nil
+	}
 	data, err := json.Marshal(obj)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	u, err := c.Clients.Dynamic.Resource(v1alpha1.Resource).Namespace(ns).Patch(ctx, name, types.ApplyPatchType, data,
-		metav1.PatchOptions{FieldManager: kube.FieldManager, Force: ptr.To(overwrite)})
+		metav1.PatchOptions{FieldManager: kube.FieldManager, Force: ptr.To(overwrite), DryRun: c.Clients.DryRunOpts(false)})
 	if err != nil {
-		return nil, false, c.Clients.APIError(err)
+		return nil, c.Clients.APIError(err)
 	}
 	sai, err := fromUnstructured(u)
-	return sai, true, err
+	if err != nil {
+		return nil, err
+	}
+	a := &Applied{Desired: obj, Live: sai, Action: kube.Created}
+	if found {
+		a.Action = kube.Configured
+	}
+	return a, nil
 }
 
 // Ready is an import's Ready condition, nil when the importer has not reported on the

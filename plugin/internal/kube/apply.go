@@ -37,6 +37,8 @@ type Result struct {
 	// Live is the object as the API server answered an apply (with its UID, even in a server
 	// dry run); nil otherwise.
 	Live *unstructured.Unstructured
+	// In is the cluster written to, when known.
+	In *Clients
 }
 
 // ToUnstructured converts a typed object (with TypeMeta set) for the dynamic client.
@@ -85,11 +87,15 @@ func (c *Clients) resourceOf(obj runtime.Object) (*unstructured.Unstructured, dy
 }
 
 // Apply server-side applies obj (typed or unstructured) with the plugin's field manager,
-// taking over fields others changed (force): re-running a command repairs drift.
+// taking over fields others changed (force): re-running a command repairs drift. dryRun, or
+// c.DryRun, makes it dry.
 func (c *Clients) Apply(ctx context.Context, obj runtime.Object, dryRun bool) (Result, error) {
 	u, r, err := c.resourceOf(obj)
 	if err != nil {
-		return Result{Object: u}, err
+		return Result{Object: u, In: c}, err
+	}
+	if c.WritesNothing() {
+		return c.dryApply(ctx, u)
 	}
 	before, err := r.Get(ctx, u.GetName(), metav1.GetOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
@@ -100,15 +106,12 @@ func (c *Clients) Apply(ctx context.Context, obj runtime.Object, dryRun bool) (R
 		return Result{Object: u}, err
 	}
 	force := true
-	opts := metav1.PatchOptions{FieldManager: FieldManager, Force: &force}
-	if dryRun {
-		opts.DryRun = []string{metav1.DryRunAll}
-	}
+	opts := metav1.PatchOptions{FieldManager: FieldManager, Force: &force, DryRun: c.DryRunOpts(dryRun)}
 	after, err := r.Patch(ctx, u.GetName(), types.ApplyPatchType, data, opts)
 	if err != nil {
 		return Result{Object: u}, fmt.Errorf("applying %s %s in %s: %w", u.GetKind(), u.GetName(), c.Describe(), c.APIError(err))
 	}
-	res := Result{Object: u, Action: Unchanged, Live: after}
+	res := Result{Object: u, Action: Unchanged, Live: after, In: c}
 	switch {
 	case before == nil:
 		res.Action = Created
@@ -118,26 +121,27 @@ func (c *Clients) Apply(ctx context.Context, obj runtime.Object, dryRun bool) (R
 	return res, nil
 }
 
-// Delete deletes obj, reporting NotFound rather than failing when it is already gone.
+// Delete deletes obj, reporting NotFound rather than failing when it is already gone. dryRun,
+// or c.DryRun, makes it dry.
 func (c *Clients) Delete(ctx context.Context, obj runtime.Object, dryRun bool) (Result, error) {
 	u, r, err := c.resourceOf(obj)
 	if meta.IsNoMatchError(err) {
-		return Result{Object: u, Action: NotFound}, nil
+		return Result{Object: u, Action: NotFound, In: c}, nil
 	}
 	if err != nil {
-		return Result{Object: u}, err
+		return Result{Object: u, In: c}, err
+	}
+	if c.WritesNothing() {
+		return c.dryDelete(ctx, u)
 	}
 	policy := metav1.DeletePropagationBackground
-	opts := metav1.DeleteOptions{PropagationPolicy: &policy}
-	if dryRun {
-		opts.DryRun = []string{metav1.DryRunAll}
-	}
+	opts := metav1.DeleteOptions{PropagationPolicy: &policy, DryRun: c.DryRunOpts(dryRun)}
 	err = r.Delete(ctx, u.GetName(), opts)
 	switch {
 	case apierrors.IsNotFound(err):
-		return Result{Object: u, Action: NotFound}, nil
+		return Result{Object: u, Action: NotFound, In: c}, nil
 	case err != nil:
-		return Result{Object: u}, fmt.Errorf("deleting %s %s in %s: %w", u.GetKind(), u.GetName(), c.Describe(), c.APIError(err))
+		return Result{Object: u, In: c}, fmt.Errorf("deleting %s %s in %s: %w", u.GetKind(), u.GetName(), c.Describe(), c.APIError(err))
 	}
-	return Result{Object: u, Action: Deleted}, nil
+	return Result{Object: u, Action: Deleted, In: c}, nil
 }

@@ -32,6 +32,9 @@ type Clients struct {
 	Mapper    meta.RESTMapper
 	// Raw is the merged kubeconfig the context comes from.
 	Raw clientcmdapi.Config
+	// DryRun makes the writes of the engines through these clients dry (kubectl's --dry-run):
+	// Apply and Delete honour it, and so must every other write.
+	DryRun DryRun
 }
 
 // Getter is where the clients come from: kubectl's flags, or anything in tests.

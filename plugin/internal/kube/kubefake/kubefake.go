@@ -232,6 +232,24 @@ func (c *Cluster) Names() []string {
 	return names
 }
 
+// Objects are copies of the stored objects, in the order of Names.
+func (c *Cluster) Objects() []*unstructured.Unstructured {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var objs []*unstructured.Unstructured
+	for _, m := range c.objects {
+		for _, u := range m {
+			objs = append(objs, u.DeepCopy())
+		}
+	}
+	key := func(u *unstructured.Unstructured) string {
+		gk := u.GroupVersionKind().GroupKind()
+		return gk.Kind + "." + gk.Group + "/" + u.GetNamespace() + "/" + u.GetName()
+	}
+	sort.Slice(objs, func(i, j int) bool { return key(objs[i]) < key(objs[j]) })
+	return objs
+}
+
 // Object is a stored object (a copy), nil if there is none.
 func (c *Cluster) Object(gvk schema.GroupVersionKind, namespace, name string) *unstructured.Unstructured {
 	c.mu.Lock()
