@@ -51,13 +51,33 @@ type Issuer struct {
 	// CertificateAuthority is the PEM of the CA that B verifies A's discovery and JWKS
 	// endpoints with.
 	CertificateAuthority string
+	// KeyIDs are the key IDs (kid) of A's JWKS, sorted: Authenticator names them in the message
+	// of a validation rule, which changes nothing B checks but makes the entry change when A's
+	// keys do. B does not fetch A's keys again by itself when it meets an unknown key ID
+	// (kubernetes issue 139769); it rebuilds its authenticators, fetching A's keys, when its
+	// configuration changes. Key IDs contain neither ", " nor ")" (kube-apiserver's are
+	// unpadded URL-safe base64).
+	KeyIDs []string
 }
+
+// userRuleMessage is the message of the authenticator's user validation rule; keysMarker
+// introduces A's key IDs after it.
+const (
+	userRuleMessage = "federated users may not be system users"
+	keysMarker      = "'s keys: "
+)
 
 // Authenticator is B's JWT authenticator for importingCluster's issuer: tokens with B's audience
 // only, of service accounts only, mapped under the prefix `A:` so that none can pass as one of
-// B's own users (`system:` names are refused).
+// B's own users (`system:` names are refused). The user validation rule's message ends with
+// A's key IDs, "(A's keys: kid1, kid2)", when issuer has any: the same key IDs render the same
+// entry, byte for byte, and new ones a different entry, which B rebuilds.
 func Authenticator(importingCluster, source string, issuer Issuer) apiserverv1.JWTAuthenticator {
 	q := func(s string) string { return "'" + s + "'" } // cluster names are DNS labels: no quote to escape
+	message := userRuleMessage
+	if kids := sortedKeyIDs(issuer.KeyIDs); len(kids) > 0 {
+		message += " (" + importingCluster + keysMarker + strings.Join(kids, ", ") + ")"
+	}
 	return apiserverv1.JWTAuthenticator{
 		Issuer: apiserverv1.Issuer{
 			URL:                  issuer.URL,
@@ -78,9 +98,34 @@ func Authenticator(importingCluster, source string, issuer Issuer) apiserverv1.J
 		},
 		UserValidationRules: []apiserverv1.UserValidationRule{{
 			Expression: "!user.username.startsWith('system:')",
-			Message:    "federated users may not be system users",
+			Message:    message,
 		}},
 	}
+}
+
+func sortedKeyIDs(kids []string) []string {
+	kids = slices.DeleteFunc(slices.Clone(kids), func(k string) bool { return k == "" })
+	slices.Sort(kids)
+	return slices.Compact(kids)
+}
+
+// AuthenticatorKeyIDs are the key IDs of A that an entry rendered by Authenticator names, nil
+// when it names none (an entry rendered without them, or not by Authenticator).
+func AuthenticatorKeyIDs(a apiserverv1.JWTAuthenticator) []string {
+	for _, r := range a.UserValidationRules {
+		rest, ok := strings.CutPrefix(r.Message, userRuleMessage+" (")
+		if !ok {
+			continue
+		}
+		_, list, found := strings.Cut(rest, keysMarker)
+		if !found {
+			continue
+		}
+		if list, ok = strings.CutSuffix(list, ")"); ok && list != "" {
+			return strings.Split(list, ", ")
+		}
+	}
+	return nil
 }
 
 // SetAuthenticator puts a into cfg, replacing the authenticator of the same issuer URL. It

@@ -63,9 +63,13 @@ func TestFederationOnRealControlPlanes(t *testing.T) {
 		t.Fatalf("anonymous list of namespaces: %d, want 403: the binding must serve discovery only", code)
 	}
 
-	// B trusts A's issuer.
+	// B trusts A's issuer, with an entry naming A's key IDs, as federate writes it.
 	cfg := &apiserverv1.AuthenticationConfiguration{TypeMeta: metav1.TypeMeta{APIVersion: apiserverv1.SchemeGroupVersion.String(), Kind: "AuthenticationConfiguration"}}
-	if err := grant.SetAuthenticator(cfg, grant.Authenticator("cluster1", "cluster2", grant.Issuer{URL: doc.Issuer, DiscoveryURL: discovery, CertificateAuthority: string(a.CAData)})); err != nil {
+	kids := keyIDsOf(ctx, t, a)
+	if len(kids) != 1 {
+		t.Fatalf("A's key IDs: %v, want one", kids)
+	}
+	if err := grant.SetAuthenticator(cfg, grant.Authenticator("cluster1", "cluster2", grant.Issuer{URL: doc.Issuer, DiscoveryURL: discovery, CertificateAuthority: string(a.CAData), KeyIDs: kids})); err != nil {
 		t.Fatal(err)
 	}
 	out, err := yaml.Marshal(cfg)

@@ -68,24 +68,27 @@ trusts A's service-account issuer, and A's pods present their own short-lived to
 with ` + "`kubectl mcsa allow --federated`" + `. Same order and names as bootstrap: target first.
 
 1. Reads A's issuer (refusing a default every cluster shares, such as
-   https://kubernetes.default.svc.cluster.local: give A its own first).
+   https://kubernetes.default.svc.cluster.local: give A its own first) and A's key IDs.
 2. In A, lets anonymous callers read A's issuer discovery and keys, and nothing else
    (ClusterRoleBinding ` + grant.DiscoveryBindingName + `), so that B can fetch them.
-3. In B, a JWT authenticator for A's issuer: with --authentication-config, in the file given to
-   B's kube-apiserver --authentication-config (reachable from here: a self-managed control
-   plane), written atomically and only after checking that B can fetch every issuer of the
-   file, since one unreachable issuer blocks every reload of it. Without it, the entry is
-   printed, with the steps for managed platforms.
-4. Waits until B accepts a token of A's importer (--wait, up to --timeout; B reloads its file
-   in about 10 s).
+3. In B, a JWT authenticator for A's issuer, naming A's key IDs: with --authentication-config,
+   in the file given to B's kube-apiserver --authentication-config (reachable from here: a
+   self-managed control plane), written atomically and only after checking that B can fetch
+   every issuer of the file, since one unreachable issuer blocks every reload of it. Without
+   it, the entry is printed, with the steps for managed platforms.
+4. Waits until B has loaded its file (when B's metrics tell) and accepts a token of A's
+   importer (--wait, up to --timeout; B reloads its file in about 10 s).
 5. In A, the federated cluster credential: the import named after B (mode Federated) and a
    ConfigMap with B's server and CA, unless A already has bootstrap's credential for B.
 
-Running it again changes nothing that is in place. A's API URL as B reaches it defaults to
-A's kubeconfig's, and B's as A's pods reach it to B's: loopback URLs are refused unless
---issuer-server and --source-server give them. Exits with 4 when B does not accept A's
-tokens in time: run it again to wait longer. With -o yaml or json, everything written (or, with
---dry-run, that would be) is printed at the end as one List, B's configuration included.`,
+Running it again changes nothing that is in place. To rotate A's signing key, publish the
+new public key beside the old one in A, run this again, and only then sign with the new key:
+B's entry names A's key IDs, so it changes, and B fetches A's keys anew (it does not by itself
+on an unknown key ID). A's API URL as B reaches it defaults to A's kubeconfig's, and B's as A's
+pods reach it to B's: loopback URLs are refused unless --issuer-server and --source-server give
+them. Exits with 4 when B does not load its file or accept A's tokens in time: run it again to
+wait longer. With -o yaml or json, everything written (or, with --dry-run, that would be) is
+printed at the end as one List, B's configuration included.`,
 		Example: `  kubectl mcsa federate cluster1 cluster2 --authentication-config /etc/kubernetes/authentication-config.yaml
   kubectl mcsa federate cluster1 cluster2 --issuer-server https://cluster1.internal:6443 --source-server https://cluster2.internal:6443
   kubectl mcsa federate cluster1 cluster2 --wait=false   # prints B's jwt entry, for a managed platform

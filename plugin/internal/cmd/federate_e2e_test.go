@@ -2,8 +2,17 @@ package cmd
 
 import (
 	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -30,8 +39,9 @@ import (
 // TestFederateEndToEnd runs federate and unfederate against real control planes: cluster2 (B)
 // starts with an empty, reloadable authentication configuration; cluster1 (A) has kubectl-mcsa
 // installed. After federate, B maps A's service accounts to A's federated users; A holds the
-// federated credential; a second run changes nothing; unfederate makes B refuse A's tokens
-// again.
+// federated credential; a second run changes nothing; after A publishes a new key, federate
+// rewrites B's entry and returns once B accepts tokens signed with it; unfederate makes B refuse
+// A's tokens again.
 func TestFederateEndToEnd(t *testing.T) {
 	f := fixture.ForTest(t, fixture.Options{
 		Clusters: []string{"cluster1", "cluster2"},
@@ -163,6 +173,65 @@ func TestFederateEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("A's new key: federate again refreshes B's keys of A", func(t *testing.T) {
+		// (1) A publishes a new public key beside its signing key's.
+		oldKey := readRSAKey(t, a.ServiceAccountKeyFile)
+		newKey, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		both := filepath.Join(dir, "sa-both.pub")
+		if err := os.WriteFile(both, append(publicPEM(t, &oldKey.PublicKey), publicPEM(t, &newKey.PublicKey)...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.RestartComponent(ctx, "kube-apiserver", "--service-account-key-file="+both); err != nil {
+			t.Fatal(err)
+		}
+		kid := keyID(t, &newKey.PublicKey)
+		canary := signJWT(t, newKey, kid, map[string]any{
+			"iss": a.Issuer, "aud": []string{v1alpha1.FederatedAudience("cluster2")},
+			"sub": "system:serviceaccount:team:app", "iat": time.Now().Unix(), "nbf": time.Now().Unix(), "exp": time.Now().Add(10 * time.Minute).Unix(),
+			"kubernetes.io": map[string]any{"namespace": "team", "serviceaccount": map[string]any{"name": "app"}},
+		})
+		accepted := func(ctx context.Context) error {
+			cs := kubernetes.NewForConfigOrDie(&rest.Config{Host: b.Server, BearerToken: canary, TLSClientConfig: rest.TLSClientConfig{CAData: b.CAData}})
+			_, err := cs.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+			return err
+		}
+		// (2) federate again: B's entry names A's new key, and federate returns once B has
+		// loaded it: a token signed with the new key is accepted at once.
+		began := time.Now()
+		out, errOut := mcsa(t, federate...)
+		t.Logf("federate took %s; its progress:\n%s", time.Since(began).Round(100*time.Millisecond), errOut)
+		if err := accepted(ctx); err != nil {
+			t.Fatalf("right after federate, B refuses a token signed with A's new key %s: %v", kid, err)
+		}
+		for _, want := range []string{"cluster1's keys changed since cluster2's entry was written (it named " + keyID(t, &oldKey.PublicKey) + ")",
+			"publishes the keys", kid, "cluster2 has loaded " + file, "cluster2 accepts cluster1's tokens"} {
+			if !strings.Contains(errOut, want) {
+				t.Errorf("stderr lacks %q", want)
+			}
+		}
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			if !strings.HasSuffix(line, " unchanged") {
+				t.Errorf("federate changed something in A: %s", line)
+			}
+		}
+		raw, _ := os.ReadFile(file)
+		cfg, err := federation.ParseConfig(raw)
+		if err != nil || len(cfg.JWT) != 1 || !slices.Contains(grant.AuthenticatorKeyIDs(cfg.JWT[0]), kid) {
+			t.Errorf("B's file (%v):\n%s", err, raw)
+		}
+		// Again with the same keys: B's file stays as it is.
+		before, _ := os.Stat(file)
+		_, errOut = mcsa(t, federate...)
+		after, _ := os.Stat(file)
+		if !os.SameFile(before, after) || !after.ModTime().Equal(before.ModTime()) || !strings.Contains(errOut, "unchanged") {
+			t.Errorf("federate with the same keys rewrote B's file:\n%s", errOut)
+		}
+	})
+
 	t.Run("unfederate: B refuses A's tokens again", func(t *testing.T) {
 		began := time.Now()
 		out, errOut := mcsa(t, "unfederate", "cluster1", "cluster2", "--authentication-config", file, "--yes", "--wait")
@@ -246,4 +315,65 @@ func mintIn(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns, name
 		t.Fatal(err)
 	}
 	return tr.Status.Token
+}
+
+func readRSAKey(t *testing.T, path string) *rsa.PrivateKey {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		t.Fatalf("%s: no PEM", path)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		k, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+	}
+	key, ok := k.(*rsa.PrivateKey)
+	if err != nil || !ok {
+		t.Fatalf("%s: not an RSA key (%v)", path, err)
+	}
+	return key
+}
+
+func publicPEM(t *testing.T, pub crypto.PublicKey) []byte {
+	t.Helper()
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+}
+
+// keyID is the key ID kube-apiserver gives a public key: the unpadded URL-safe base64 of the
+// SHA-256 of its PKIX form.
+func keyID(t *testing.T, pub crypto.PublicKey) string {
+	t.Helper()
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(der)
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// signJWT is a compact RS256 JWS of claims with key ID kid.
+func signJWT(t *testing.T, key *rsa.PrivateKey, kid string, claims map[string]any) string {
+	t.Helper()
+	enc := func(v any) string {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return base64.RawURLEncoding.EncodeToString(b)
+	}
+	input := enc(map[string]string{"alg": "RS256", "kid": kid, "typ": "JWT"}) + "." + enc(claims)
+	sum := sha256.Sum256([]byte(input))
+	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return input + "." + base64.RawURLEncoding.EncodeToString(sig)
 }

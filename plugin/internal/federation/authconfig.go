@@ -119,14 +119,22 @@ func (f *ConfigFile) Changed(cfg *apiserverv1.AuthenticationConfiguration) bool 
 
 // Write replaces the file with cfg atomically: a temporary file in the same folder, with the
 // file's mode (and owner, where the platform allows), renamed over it, so that B's API server
-// never reads half a file. A symbolic link is followed: its target is replaced.
+// never reads half a file. A symbolic link is followed: its target is replaced. f then holds
+// cfg.
 func (f *ConfigFile) Write(cfg *apiserverv1.AuthenticationConfiguration) error {
 	data, err := MarshalConfig(cfg)
 	if err != nil {
 		return err
 	}
-	return writeAtomic(f.Path, data)
+	if err := writeAtomic(f.Path, data); err != nil {
+		return err
+	}
+	f.Config, f.raw = cfg.DeepCopy(), data
+	return nil
 }
+
+// Hash names the file's content as B's kube-apiserver does in LoadedConfigMetric.
+func (f *ConfigFile) Hash() string { return ConfigHash(f.raw) }
 
 func writeAtomic(path string, data []byte) (err error) {
 	target, err := filepath.EvalSymlinks(path)

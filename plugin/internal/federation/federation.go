@@ -9,7 +9,9 @@
 // B's file is not an API object: the engine edits it when it is reachable from this machine
 // (self-managed control planes, the playground, tests), all or nothing, and otherwise renders
 // the authenticator for the operator to configure (managed platforms). Federate then waits for
-// B to accept a token of A.
+// B to load its file and accept a token of A. B's entry names A's key IDs (grant.Issuer.KeyIDs),
+// so that running federate again after A publishes a new key changes the entry, which makes B
+// fetch A's keys anew: B does not by itself (kubernetes issue 139769).
 package federation
 
 import (
@@ -164,6 +166,11 @@ type Plan struct {
 	// Replaced are entries of the file that the authenticator replaces: A's for a former issuer
 	// of A, or a different one for A's issuer.
 	Replaced []apiserverv1.JWTAuthenticator
+	// KeysChanged: the file's entry for A's issuer is federate's, but names other key IDs of A
+	// (FormerKeyIDs, nil for an entry written without them): A's keys changed, and the new entry
+	// makes B rebuild its authenticator for A, which fetches them.
+	KeysChanged  bool
+	FormerKeyIDs []string
 	// Server and CA are B's API URL as A's pods reach it, and B's CA (PEM).
 	Server string
 	CA     []byte
@@ -208,11 +215,17 @@ func (f *Federate) Plan(ctx context.Context) (*Plan, error) {
 		return nil, fmt.Errorf("%s and %s have the same service-account issuer %q: %s's API server refuses an authenticator for its own issuer, and could not tell their tokens apart; give %s its own issuer (kube-apiserver --service-account-issuer)",
 			f.AName, f.BName, own, f.BName, f.AName)
 	}
+	// A's key IDs, in B's entry: when they change, so does the entry, and B fetches A's keys.
+	kids, err := ReadKeyIDs(ctx, f.A, doc.JWKSURI)
+	if err != nil {
+		return nil, err
+	}
 	p := &Plan{
 		Issuer: grant.Issuer{
 			URL:                  doc.Issuer,
 			DiscoveryURL:         strings.TrimSuffix(issuerServer, "/") + DiscoveryPath,
 			CertificateAuthority: string(aCA),
+			KeyIDs:               kids,
 		},
 		JWKSURI: doc.JWKSURI,
 		Server:  server,
@@ -238,7 +251,14 @@ func (f *Federate) Plan(ctx context.Context) (*Plan, error) {
 		return stale
 	})
 	for _, j := range cfg.JWT {
-		if j.Issuer.URL == doc.Issuer && !reflect.DeepEqual(j, p.Authenticator) {
+		if j.Issuer.URL != doc.Issuer || reflect.DeepEqual(j, p.Authenticator) {
+			continue
+		}
+		former := p.Issuer
+		former.KeyIDs = grant.AuthenticatorKeyIDs(j)
+		if reflect.DeepEqual(j, grant.Authenticator(f.AName, f.BName, former)) {
+			p.KeysChanged, p.FormerKeyIDs = true, former.KeyIDs
+		} else {
 			p.Replaced = append(p.Replaced, j)
 		}
 	}
@@ -299,11 +319,16 @@ func (f *Federate) Trust(ctx context.Context, p *Plan) ([]kube.Result, error) {
 				f.AName, p.JWKSURI, f.BName, f.AName)
 		}
 	}
+	f.UI.Info("%s's issuer %s publishes the keys %s, which %s's entry names", f.AName, p.Issuer.URL, keyList(p.Issuer.KeyIDs), f.BName)
 	if p.File == nil {
 		return results, nil
 	}
 	for _, j := range p.Replaced {
 		f.UI.Warn("%s: replacing the authenticator for issuer %s (discovery %s)", p.File.Path, j.Issuer.URL, DiscoveryURL(j.Issuer))
+	}
+	if p.KeysChanged {
+		f.UI.Info("%s's keys changed since %s's entry was written (it named %s): the new entry makes %s rebuild its authenticator for %s, which fetches them",
+			f.AName, f.BName, keyList(p.FormerKeyIDs), f.BName, f.AName)
 	}
 	changed := p.File.Changed(p.Config)
 	f.UI.Step("%s: checking, from here, that each of the %d issuers of %s serves its discovery document as %s fetches it", f.BName, len(p.Config.JWT), p.File.Path, f.BName)
@@ -346,6 +371,14 @@ func (f *Federate) Trust(ctx context.Context, p *Plan) ([]kube.Result, error) {
 	return results, nil
 }
 
+// keyList names key IDs for messages.
+func keyList(kids []string) string {
+	if len(kids) == 0 {
+		return "(none)"
+	}
+	return strings.Join(kids, ", ")
+}
+
 // unreachableMessage explains issuers B could not fetch.
 func unreachableMessage(path string, failed []*probeError, source string) string {
 	var b strings.Builder
@@ -380,15 +413,24 @@ type NotVerifiedError struct{ msg string }
 
 func (e *NotVerifiedError) Error() string { return e.msg }
 
-// Verify mints a short-lived token of A's importer (of default/default without the importer)
-// for B's audience, and asks B who it is with that token alone, until B answers with A's
-// federated user or Wait runs out.
+// Verify waits, with B's file, until B's kube-apiserver has loaded it as it is now (when its
+// metrics tell: a token signed with A's current key does not tell B's former authenticator for
+// A from the new one, which fetches A's keys anew); then mints a short-lived token of A's
+// importer (of default/default without the importer) for B's audience, and asks B who it is
+// with that token alone, until B answers with A's federated user or Wait runs out.
 func (f *Federate) Verify(ctx context.Context, p *Plan) (*Verification, error) {
 	t := f.timings.withDefaults()
 	ns, sa, err := canaryServiceAccount(ctx, f.A)
 	if err != nil {
 		return nil, err
 	}
+	began := time.Now()
+	if p.File != nil {
+		if err := f.waitLoaded(ctx, p); err != nil {
+			return nil, err
+		}
+	}
+	left := max(f.Wait-time.Since(began), t.interval) // Wait bounds both waits
 	want := grant.FederatedUser(f.AName, ns, sa)
 	tr, err := f.A.MintToken(ctx, ns, sa, CanaryLifetime, []string{v1alpha1.FederatedAudience(f.BName)})
 	if err != nil {
@@ -398,10 +440,10 @@ func (f *Federate) Verify(ctx context.Context, p *Plan) (*Verification, error) {
 	if err != nil {
 		return nil, err
 	}
-	f.UI.Step("verifying: does %s accept a token of %s's service account %s/%s, as %s? (up to %s)", f.BName, f.AName, ns, sa, want, f.Wait)
+	f.UI.Step("verifying: does %s accept a token of %s's service account %s/%s, as %s? (up to %s)", f.BName, f.AName, ns, sa, want, left.Round(time.Second))
 	start := time.Now()
 	var last outcome
-	err = wait.PollUntilContextTimeout(ctx, t.interval, f.Wait, true, func(ctx context.Context) (bool, error) {
+	err = wait.PollUntilContextTimeout(ctx, t.interval, left, true, func(ctx context.Context) (bool, error) {
 		o := whoami(ctx, b)
 		if ctx.Err() != nil {
 			return false, nil // cut short by the deadline: the previous answer stands
@@ -497,19 +539,7 @@ func (f *Federate) diagnose(ctx context.Context, p *Plan, last outcome, want str
 			where = f.BName + "'s kube-apiserver reads " + p.File.Path + " (its --authentication-config flag)"
 		}
 		fmt.Fprintf(&b, " %s has no JWT authenticator for issuer %s and audience %s in effect. Check, in order:\n  1. %s;", f.BName, p.Issuer.URL, v1alpha1.FederatedAudience(f.BName), where)
-		pctx, cancel := context.WithTimeout(ctx, f.timings.withDefaults().probeTimeout)
-		status, err := probeIssuer(pctx, apiserverv1.Issuer{URL: p.Issuer.URL, DiscoveryURL: &p.Issuer.DiscoveryURL, CertificateAuthority: p.Issuer.CertificateAuthority}, f.timings.withDefaults().probeTimeout)
-		cancel()
-		switch {
-		case err == nil:
-			fmt.Fprintf(&b, "\n  2. %s serves its discovery anonymously at %s: it does, from here;", f.AName, p.Issuer.DiscoveryURL)
-		case status == http.StatusForbidden || status == http.StatusUnauthorized:
-			fmt.Fprintf(&b, "\n  2. %s serves its discovery anonymously at %s: it does NOT (%v): the ClusterRoleBinding %s is missing or changed in %s, run this again;", f.AName, p.Issuer.DiscoveryURL, err, grant.DiscoveryBindingName, f.AName)
-		default:
-			fmt.Fprintf(&b, "\n  2. %s serves its discovery anonymously at %s: from here, %v;", f.AName, p.Issuer.DiscoveryURL, err)
-		}
-		fmt.Fprintf(&b, "\n  3. %s reaches %s at %s and at the jwks_uri it names (%s), from its control plane: a loopback or private address may not be %s's (--issuer-server);", f.BName, f.AName, p.Issuer.DiscoveryURL, p.JWKSURI, f.BName)
-		fmt.Fprintf(&b, "\n  4. %s's kube-apiserver log says why a reload failed: it keeps its previous configuration while the file is invalid or any of its issuers is unreachable.", f.BName)
+		f.checkList(ctx, &b, p)
 	case last.err == nil && last.user != "":
 		fmt.Fprintf(&b, " Another authenticator for issuer %s maps %s's tokens differently: the entry was edited, or %s has not reloaded the file yet.", p.Issuer.URL, f.AName, f.BName)
 	case last.err != nil:
@@ -517,6 +547,25 @@ func (f *Federate) diagnose(ctx context.Context, p *Plan, last outcome, want str
 	}
 	b.WriteString("\nRun this again to wait longer: what is in place stays; --wait=false skips the verification.")
 	return b.String()
+}
+
+// checkList is the rest of the links to check, in order, when B has not taken A's entry: A's
+// discovery, probed from here, B's network, B's log.
+func (f *Federate) checkList(ctx context.Context, b *strings.Builder, p *Plan) {
+	t := f.timings.withDefaults()
+	pctx, cancel := context.WithTimeout(ctx, t.probeTimeout)
+	status, err := probeIssuer(pctx, apiserverv1.Issuer{URL: p.Issuer.URL, DiscoveryURL: &p.Issuer.DiscoveryURL, CertificateAuthority: p.Issuer.CertificateAuthority}, t.probeTimeout)
+	cancel()
+	switch {
+	case err == nil:
+		fmt.Fprintf(b, "\n  2. %s serves its discovery anonymously at %s: it does, from here;", f.AName, p.Issuer.DiscoveryURL)
+	case status == http.StatusForbidden || status == http.StatusUnauthorized:
+		fmt.Fprintf(b, "\n  2. %s serves its discovery anonymously at %s: it does NOT (%v): the ClusterRoleBinding %s is missing or changed in %s, run this again;", f.AName, p.Issuer.DiscoveryURL, err, grant.DiscoveryBindingName, f.AName)
+	default:
+		fmt.Fprintf(b, "\n  2. %s serves its discovery anonymously at %s: from here, %v;", f.AName, p.Issuer.DiscoveryURL, err)
+	}
+	fmt.Fprintf(b, "\n  3. %s reaches %s at %s and at the jwks_uri it names (%s), from its control plane: a loopback or private address may not be %s's (--issuer-server);", f.BName, f.AName, p.Issuer.DiscoveryURL, p.JWKSURI, f.BName)
+	fmt.Fprintf(b, "\n  4. %s's kube-apiserver log says why a reload failed: it keeps its previous configuration while the file is invalid or any of its issuers is unreachable.", f.BName)
 }
 
 // Credential writes A's federated cluster credential for B: the import named after B in the

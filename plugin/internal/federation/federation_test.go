@@ -61,7 +61,18 @@ type bed struct {
 	file string
 	// loaded says whether B uses its file (false: B answers 401 to everything federated).
 	loaded atomic.Bool
-	out    bytes.Buffer
+	// keys are the key IDs of A's JWKS; jwks, when set, is served instead of them ("403": a
+	// refusal).
+	keys []string
+	jwks string
+	// jwksURI is the jwks_uri of A's discovery (default: A's JWKSPath).
+	jwksURI string
+	// stale: B keeps the configuration it loaded before (its metric names another hash), while
+	// still authenticating from the file; metricsStatus, when not 0, is B's answer to /metrics
+	// (-1: metrics without the reload metric).
+	stale         atomic.Bool
+	metricsStatus atomic.Int32
+	out           bytes.Buffer
 }
 
 func pemOf(s *httptest.Server) []byte {
@@ -70,7 +81,7 @@ func pemOf(s *httptest.Server) []byte {
 
 func newBed(t *testing.T) *bed {
 	t.Helper()
-	e := &bed{a: kubefake.New("cluster1"), b: kubefake.New("cluster2"), issuer: "https://cluster1"}
+	e := &bed{a: kubefake.New("cluster1"), b: kubefake.New("cluster2"), issuer: "https://cluster1", keys: []string{"key-1"}}
 	e.loaded.Store(true)
 	e.aSrv = httptest.NewTLSServer(http.HandlerFunc(e.serveA))
 	e.bSrv = httptest.NewTLSServer(http.HandlerFunc(e.serveB))
@@ -96,7 +107,7 @@ func newBed(t *testing.T) *bed {
 }
 
 func (e *bed) serveA(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != DiscoveryPath {
+	if r.URL.Path != DiscoveryPath && r.URL.Path != JWKSPath {
 		http.NotFound(w, r)
 		return
 	}
@@ -104,7 +115,29 @@ func (e *bed) serveA(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"kind":"Status","code":403}`, http.StatusForbidden)
 		return
 	}
-	_ = json.NewEncoder(w).Encode(map[string]string{"issuer": e.issuer, "jwks_uri": e.aSrv.URL + "/openid/v1/jwks"})
+	if r.URL.Path == JWKSPath {
+		if e.jwks == "403" {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusForbidden)
+			_, _ = w.Write([]byte(`{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Forbidden","code":403}`))
+			return
+		}
+		if e.jwks != "" {
+			_, _ = w.Write([]byte(e.jwks))
+			return
+		}
+		keys := []map[string]string{}
+		for _, k := range e.keys {
+			keys = append(keys, map[string]string{"use": "sig", "kty": "RSA", "kid": k, "alg": "RS256", "n": "AQAB", "e": "AQAB"})
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"keys": keys})
+		return
+	}
+	jwksURI := e.jwksURI
+	if jwksURI == "" {
+		jwksURI = e.aSrv.URL + JWKSPath
+	}
+	_ = json.NewEncoder(w).Encode(map[string]string{"issuer": e.issuer, "jwks_uri": jwksURI})
 }
 
 func (e *bed) serveB(w http.ResponseWriter, r *http.Request) {
@@ -124,6 +157,20 @@ func (e *bed) serveB(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewEncoder(w).Encode(&authenticationv1.SelfSubjectReview{
 			TypeMeta: metav1.TypeMeta{APIVersion: "authentication.k8s.io/v1", Kind: "SelfSubjectReview"},
 			Status:   authenticationv1.SelfSubjectReviewStatus{UserInfo: authenticationv1.UserInfo{Username: user}}})
+	case "/metrics":
+		switch code := e.metricsStatus.Load(); {
+		case code > 0:
+			http.Error(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","code":`+fmt.Sprint(code)+`}`, int(code))
+			return
+		case code < 0 || r.URL.Query().Get("name[]") != LoadedConfigMetric:
+			_, _ = w.Write([]byte("# TYPE apiserver_request_total counter\napiserver_request_total{code=\"200\"} 1\n"))
+			return
+		}
+		hash := "sha256:0000"
+		if raw, err := os.ReadFile(e.file); err == nil && e.loaded.Load() && !e.stale.Load() {
+			hash = ConfigHash(raw)
+		}
+		_, _ = fmt.Fprintf(w, "# HELP %s [ALPHA] Information about the last applied authentication configuration\n# TYPE %[1]s gauge\n%[1]s{apiserver_id_hash=\"sha256:1111\",hash=\"%s\"} 1\n", LoadedConfigMetric, hash)
 	default:
 		http.NotFound(w, r)
 	}
@@ -231,7 +278,7 @@ func TestFederate(t *testing.T) {
 	}
 	// B's file: A's authenticator, as grant renders it, with A's discovery where B reaches it.
 	cfg := readConfig(t, e.file)
-	wantAuth := grant.Authenticator("cluster1", "cluster2", grant.Issuer{URL: e.issuer, DiscoveryURL: e.aSrv.URL + DiscoveryPath, CertificateAuthority: string(pemOf(e.aSrv))})
+	wantAuth := grant.Authenticator("cluster1", "cluster2", grant.Issuer{URL: e.issuer, DiscoveryURL: e.aSrv.URL + DiscoveryPath, CertificateAuthority: string(pemOf(e.aSrv)), KeyIDs: e.keys})
 	if len(cfg.JWT) != 1 || !equalJSON(cfg.JWT[0], wantAuth) {
 		t.Errorf("file holds %+v", cfg.JWT)
 	}
@@ -437,7 +484,7 @@ func TestFileMerge(t *testing.T) {
 				t.Fatalf("%v\n%s", err, e.out.String())
 			}
 			cfg := readConfig(t, e.file)
-			wantAuth := grant.Authenticator("cluster1", "cluster2", grant.Issuer{URL: e.issuer, DiscoveryURL: e.aSrv.URL + DiscoveryPath, CertificateAuthority: string(pemOf(e.aSrv))})
+			wantAuth := grant.Authenticator("cluster1", "cluster2", grant.Issuer{URL: e.issuer, DiscoveryURL: e.aSrv.URL + DiscoveryPath, CertificateAuthority: string(pemOf(e.aSrv)), KeyIDs: e.keys})
 			want := append(slices.Clone(initial[:tt.keep]), wantAuth)
 			if tt.name == "A's entry for a former issuer replaced" {
 				want = []apiserverv1.JWTAuthenticator{otherAuth, wantAuth}
@@ -606,7 +653,8 @@ func TestDryRun(t *testing.T) {
 			if after, _ := os.ReadFile(e.file); !bytes.Equal(raw, after) {
 				t.Error("the file changed")
 			}
-			if len(p.Config.JWT) != 1 || p.FileAction != kube.Configured || !strings.Contains(e.out.String(), "would be written (dry run)") {
+			if len(p.Config.JWT) != 1 || p.FileAction != kube.Configured || !strings.Contains(e.out.String(), "would be written (dry run)") ||
+				!slices.Equal(grant.AuthenticatorKeyIDs(p.Config.JWT[0]), e.keys) || !strings.Contains(e.out.String(), "publishes the keys key-1") {
 				t.Errorf("plan %+v, output:\n%s", p, e.out.String())
 			}
 			// A server dry run knows the import's UID, so the ConfigMap has its owner.
@@ -630,7 +678,8 @@ func TestWithoutFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.File != nil || len(p.Config.JWT) != 1 || p.Config.JWT[0].Issuer.URL != e.issuer || p.Config.Kind != "AuthenticationConfiguration" {
+	if p.File != nil || len(p.Config.JWT) != 1 || p.Config.JWT[0].Issuer.URL != e.issuer || p.Config.Kind != "AuthenticationConfiguration" ||
+		!slices.Equal(grant.AuthenticatorKeyIDs(p.Config.JWT[0]), e.keys) {
 		t.Errorf("plan %+v", p)
 	}
 	if after, _ := os.ReadFile(e.file); !bytes.Equal(raw, after) {
@@ -648,6 +697,7 @@ func TestVerify(t *testing.T) {
 	t.Run("never accepted", func(t *testing.T) {
 		e := newBed(t)
 		e.loaded.Store(false)
+		e.metricsStatus.Store(-1) // B's metrics do not tell whether it loaded the file
 		f := e.federate()
 		f.Wait = 200 * time.Millisecond
 		_, _, err := run(ctx, f)
@@ -668,6 +718,25 @@ func TestVerify(t *testing.T) {
 		e.loaded.Store(true)
 		if _, _, err := run(ctx, e.federate()); err != nil {
 			t.Fatal(err)
+		}
+	})
+	t.Run("never loaded", func(t *testing.T) {
+		e := newBed(t)
+		e.loaded.Store(false)
+		f := e.federate()
+		f.Wait = 200 * time.Millisecond
+		_, _, err := run(ctx, f)
+		var nv *NotVerifiedError
+		if !errors.As(err, &nv) {
+			t.Fatalf("got %v, want NotVerifiedError", err)
+		}
+		for _, s := range []string{"did not load " + e.file, "it reports having loaded sha256:0000", "reads " + e.file, "it does, from here", "Run this again to wait longer"} {
+			if !strings.Contains(err.Error(), s) {
+				t.Errorf("no %q in %v", s, err)
+			}
+		}
+		if e.a.Object(saiGVK, manifests.Namespace, "cluster2") != nil {
+			t.Error("credential written before B loaded the file")
 		}
 	})
 	t.Run("discovery not served", func(t *testing.T) {
@@ -738,6 +807,132 @@ func TestValidate(t *testing.T) {
 			err := tt.f.Validate()
 			if (tt.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.want)) {
 				t.Errorf("got %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestReadKeyIDs: A's key IDs, sorted, from the JWKS at the path of A's jwks_uri on A's API
+// server (kube-apiserver's own JWKSPath when A does not serve that path); a JWKS that B's entry
+// could not name is refused before anything is written.
+func TestReadKeyIDs(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		keys    []string
+		jwks    string
+		jwksURI string // "" A's; %s A's server
+		want    []string
+		err     string
+	}{
+		{"one key", []string{"key-1"}, "", "", []string{"key-1"}, ""},
+		{"sorted, without duplicates", []string{"zz", "Ab_-1", "zz"}, "", "", []string{"Ab_-1", "zz"}, ""},
+		{"jwks_uri elsewhere: A's own keys", []string{"key-1", "key-2"}, "", "https://keys.example/cluster1/jwks.json", []string{"key-1", "key-2"}, ""},
+		{"jwks_uri on another host, same path", []string{"key-1"}, "", "https://cluster1.example" + JWKSPath, []string{"key-1"}, ""},
+		{"no key", nil, "", "", nil, "no key: B could verify none of its tokens"},
+		{"not a JWKS", nil, "<html>", "", nil, "not a JWKS"},
+		{"a key without key ID", nil, `{"keys":[{"kty":"RSA"}]}`, "", nil, `key ID ""`},
+		{"a key ID B's entry could not name", nil, `{"keys":[{"kid":"a, b)"}]}`, "", nil, `key ID "a, b)"`},
+		{"too large", nil, `{"keys":[` + strings.Repeat(" ", MaxJWKSSize) + `]}`, "", nil, "larger than"},
+		{"not served to the user", nil, "403", "", nil, "ask a cluster admin for access"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newBed(t)
+			e.keys, e.jwks, e.jwksURI = tt.keys, tt.jwks, tt.jwksURI
+			raw, _ := os.ReadFile(e.file)
+			p, _, err := run(context.Background(), e.federate())
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) || !strings.Contains(err.Error(), "service-account keys of context \"cluster1\" (GET "+JWKSPath+")") {
+					t.Fatalf("got %v, want an error with %q", err, tt.err)
+				}
+				if after, _ := os.ReadFile(e.file); !bytes.Equal(raw, after) {
+					t.Error("the file changed")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("%v\n%s", err, e.out.String())
+			}
+			if !slices.Equal(p.Issuer.KeyIDs, tt.want) || !slices.Equal(grant.AuthenticatorKeyIDs(readConfig(t, e.file).JWT[0]), tt.want) {
+				t.Errorf("key IDs %v, in the file %v, want %v", p.Issuer.KeyIDs, grant.AuthenticatorKeyIDs(readConfig(t, e.file).JWT[0]), tt.want)
+			}
+			if want := "publishes the keys " + strings.Join(tt.want, ", "); !strings.Contains(e.out.String(), want) {
+				t.Errorf("no %q in:\n%s", want, e.out.String())
+			}
+		})
+	}
+}
+
+// TestKeyRotation: federate run again after A's keys changed rewrites B's entry with the new
+// key IDs (and nothing else), and waits until B has loaded it; with the same keys it changes
+// nothing, not even the file's time.
+func TestKeyRotation(t *testing.T) {
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name string
+		// before are the key IDs of B's entry, written by an earlier run (nil: an entry
+		// written without key IDs); keys are A's now.
+		before, keys []string
+		setup        func(e *bed)
+		rewritten    bool
+		out          []string // in federate's output
+		err          string
+	}{
+		{"same keys", []string{"key-1"}, []string{"key-1"}, nil, false, []string{"unchanged", "has loaded"}, ""},
+		{"same keys, listed in another order", []string{"key-1", "key-2"}, []string{"key-2", "key-1"}, nil, false, []string{"unchanged"}, ""},
+		{"a new key published", []string{"key-1"}, []string{"key-1", "key-2"}, nil, true,
+			[]string{"cluster1's keys changed since cluster2's entry was written (it named key-1)", "publishes the keys key-1, key-2", "has loaded", "cluster2 accepts cluster1's tokens"}, ""},
+		{"the old key dropped", []string{"key-1", "key-2"}, []string{"key-2"}, nil, true, []string{"(it named key-1, key-2)", "has loaded"}, ""},
+		{"an entry without key IDs", nil, []string{"key-1"}, nil, true, []string{"(it named (none))"}, ""},
+		{"B's metrics forbidden", []string{"key-1"}, []string{"key-1", "key-2"}, func(e *bed) { e.metricsStatus.Store(http.StatusForbidden) }, true,
+			[]string{"cannot tell when cluster2 loads", "Before cluster1 signs with a new key, wait until cluster2 has loaded the file", "cluster2 accepts cluster1's tokens"}, ""},
+		{"B keeps its previous configuration", []string{"key-1"}, []string{"key-1", "key-2"}, func(e *bed) { e.stale.Store(true) }, true, nil, "did not load"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newBed(t)
+			entry := grant.Authenticator("cluster1", "cluster2", grant.Issuer{URL: e.issuer, DiscoveryURL: e.aSrv.URL + DiscoveryPath,
+				CertificateAuthority: string(pemOf(e.aSrv)), KeyIDs: tt.before})
+			b, _ := MarshalConfig(NewConfig(entry))
+			writeFile(t, e.file, string(b))
+			before, _ := os.Stat(e.file)
+			e.keys = tt.keys
+			if tt.setup != nil {
+				tt.setup(e)
+			}
+			time.Sleep(10 * time.Millisecond)
+			f := e.federate()
+			if tt.err != "" {
+				f.Wait = 200 * time.Millisecond
+			}
+			p, _, err := run(ctx, f)
+			if tt.err != "" {
+				var nv *NotVerifiedError
+				if !errors.As(err, &nv) || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("got %v, want NotVerifiedError with %q", err, tt.err)
+				}
+			} else if err != nil {
+				t.Fatalf("%v\n%s", err, e.out.String())
+			}
+			after, _ := os.Stat(e.file)
+			if rewritten := !os.SameFile(before, after) || !after.ModTime().Equal(before.ModTime()); rewritten != tt.rewritten {
+				t.Errorf("file rewritten: %v, want %v", rewritten, tt.rewritten)
+			}
+			cfg := readConfig(t, e.file)
+			want := grant.Authenticator("cluster1", "cluster2", grant.Issuer{URL: e.issuer, DiscoveryURL: e.aSrv.URL + DiscoveryPath,
+				CertificateAuthority: string(pemOf(e.aSrv)), KeyIDs: tt.keys})
+			if len(cfg.JWT) != 1 || !equalJSON(cfg.JWT[0], want) {
+				t.Errorf("file holds %+v", cfg.JWT)
+			}
+			// The new key IDs change the message alone: not a replaced entry.
+			if len(p.Replaced) != 0 || strings.Contains(e.out.String(), "replacing the authenticator") {
+				t.Errorf("replaced %v:\n%s", p.Replaced, e.out.String())
+			}
+			if p.KeysChanged != tt.rewritten || (tt.rewritten && !slices.Equal(p.FormerKeyIDs, tt.before)) {
+				t.Errorf("keys changed %v (former %v), want %v (%v)", p.KeysChanged, p.FormerKeyIDs, tt.rewritten, tt.before)
+			}
+			for _, s := range tt.out {
+				if !strings.Contains(e.out.String(), s) {
+					t.Errorf("no %q in:\n%s", s, e.out.String())
+				}
 			}
 		})
 	}

@@ -3,10 +3,15 @@ package federation
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/url"
+	"regexp"
+	"slices"
 	"strings"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -45,6 +50,90 @@ func readDiscovery(ctx context.Context, c *kube.Clients) (discoveryDocument, err
 		return doc, fmt.Errorf("reading the service-account issuer of %s: %s is not a discovery document with an issuer (%v)", c.Describe(), DiscoveryPath, err)
 	}
 	return doc, nil
+}
+
+// JWKSPath is where kube-apiserver serves its issuer's keys (JWKS), whatever jwks_uri its
+// discovery document names.
+const JWKSPath = "/openid/v1/jwks"
+
+// MaxJWKSSize bounds the JWKS read: kube-apiserver's holds one key per public key it verifies
+// with (--service-account-key-file), under a kilobyte each.
+const MaxJWKSSize = 1 << 20
+
+// keyIDPattern is what a key ID may be to be named in B's entry (grant.Issuer.KeyIDs):
+// kube-apiserver's are the unpadded URL-safe base64 of a SHA-256.
+var keyIDPattern = regexp.MustCompile(`^[A-Za-z0-9._~+/=:-]{1,128}$`)
+
+// ReadKeyIDs are the key IDs of c's service-account issuer, sorted: those of the JWKS at the
+// path of jwksURI (the discovery document's jwks_uri) on c's API server, read with the
+// kubeconfig's credentials, which go nowhere else. When that path is not served there (a
+// jwks_uri elsewhere: kube-apiserver --service-account-jwks-uri), kube-apiserver's own JWKSPath
+// is read: the keys it verifies with.
+func ReadKeyIDs(ctx context.Context, c *kube.Clients, jwksURI string) ([]string, error) {
+	path := JWKSPath
+	if u, err := url.Parse(jwksURI); err == nil && u.Path != "" {
+		path = u.Path
+	}
+	body, err := readJWKS(ctx, c, path)
+	if apierrors.IsNotFound(err) && path != JWKSPath {
+		path = JWKSPath
+		body, err = readJWKS(ctx, c, path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the service-account keys of %s (GET %s): %w", c.Describe(), path, err)
+	}
+	kids, err := keyIDs(body)
+	if err != nil {
+		return nil, fmt.Errorf("the service-account keys of %s (GET %s): %w", c.Describe(), path, err)
+	}
+	return kids, nil
+}
+
+func readJWKS(ctx context.Context, c *kube.Clients, path string) ([]byte, error) {
+	rc, err := restClient(c)
+	if err != nil {
+		return nil, err
+	}
+	stream, err := rc.Get().AbsPath(path).Stream(ctx)
+	if err != nil {
+		if apierrors.IsForbidden(err) {
+			return nil, c.APIError(err) // names the fix
+		}
+		return nil, err
+	}
+	defer stream.Close()
+	body, err := io.ReadAll(io.LimitReader(stream, MaxJWKSSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(body) > MaxJWKSSize {
+		return nil, fmt.Errorf("larger than %d bytes: not a JWKS of kube-apiserver", MaxJWKSSize)
+	}
+	return body, nil
+}
+
+// keyIDs are the key IDs of a JWKS, sorted, without duplicates.
+func keyIDs(jwks []byte) ([]string, error) {
+	var set struct {
+		Keys []struct {
+			Kid string `json:"kid"`
+		} `json:"keys"`
+	}
+	if err := json.Unmarshal(jwks, &set); err != nil {
+		return nil, fmt.Errorf("not a JWKS: %v", err)
+	}
+	if len(set.Keys) == 0 {
+		return nil, errors.New("no key: B could verify none of its tokens")
+	}
+	kids := make([]string, 0, len(set.Keys))
+	for _, k := range set.Keys {
+		if !keyIDPattern.MatchString(k.Kid) {
+			return nil, fmt.Errorf("key ID %q: want up to 128 letters, digits or ._~+/=:- as kube-apiserver gives its keys (B's entry names them, so that it changes when they do)", k.Kid)
+		}
+		kids = append(kids, k.Kid)
+	}
+	slices.Sort(kids)
+	return slices.Compact(kids), nil
 }
 
 // restClient is the raw REST client of c's clientset, or one built from its config (fake
